@@ -1,0 +1,245 @@
+"""A Qwen3-style decoder whose feed-forward block is pluggable.
+
+Architecture (Qwen3 technical report, 2025; numerically identical to
+``transformers``' ``Qwen3ForCausalLM`` when given a SwiGLU FFN — see
+``tests/test_model_parity.py``)::
+
+    h_0     = Embed(tokens)                                   (B, T, D)
+    h'_l    = h_{l-1} + Attn(RMSNorm(h_{l-1}))                pre-norm residual
+    h_l     = h'_l    + FFN_l(RMSNorm(h'_l))
+    logits  = RMSNorm(h_L) · Wᵀ                               W tied to Embed (default)
+
+Attention: no biases, grouped-query attention (``n_heads`` query heads share
+``n_kv_heads`` key/value heads), ``head_dim`` independent of the width,
+RMSNorm on every head's q and k *before* rotary embedding (QK-norm), RoPE with
+base ``rope_theta`` (default 1e6), causal ``torch.nn.functional.scaled_dot_product_attention``.
+
+Shapes: B batch, T sequence, D model width, H query heads, K kv heads,
+E head_dim, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_ffn.loss import linear_cross_entropy
+
+FFNFactory = Callable[[int], nn.Module]
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Zhang & Sennrich 2019): y = w ⊙ x / sqrt(mean(x²) + eps).
+
+    Computed in fp32 and cast back before the weight is applied, exactly as
+    Qwen3 does (``torch.nn.RMSNorm`` computes in the input dtype, which loses
+    precision in bf16; hence written out here).
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (Su et al. 2021, RoFormer eq. 34), half-split layout.
+
+    For position t and frequency ω_i = θ^(-2i/E), i < E/2, the pair
+    (x_i, x_{i+E/2}) is rotated by angle t·ω_i.  ``forward(T)`` returns cos and
+    sin of shape (T, E), cached and grown on demand.
+    """
+
+    def __init__(self, head_dim: int, theta: float = 1e6) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"head_dim must be even for RoPE, got {head_dim}")
+        self.head_dim = head_dim
+        self.theta = theta
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def inv_freq(self, device: torch.device | None = None) -> torch.Tensor:
+        exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64, device=device).float() / self.head_dim
+        return 1.0 / (self.theta**exponent)
+
+    def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self._cache
+        if cache is None or cache[0].shape[0] < seq_len or cache[0].device != device:
+            t = torch.arange(seq_len, device=device, dtype=torch.float32)
+            freqs = torch.outer(t, self.inv_freq(device))
+            emb = torch.cat((freqs, freqs), dim=-1)
+            cache = self._cache = (emb.cos(), emb.sin())
+        return cache[0][:seq_len], cache[1][:seq_len]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, E) by (T, E) cos/sin: x·cos + rotate_half(x)·sin, in fp32."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    rotated = torch.cat((-x2, x1), dim=-1)
+    return (x.float() * cos + rotated * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Causal GQA self-attention with QK-norm and RoPE, through torch SDPA."""
+
+    def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+        self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
+        self.q_proj = nn.Linear(dim, n_heads * head_dim, bias=False)
+        self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=False)
+        self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=False)
+        self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=False)
+        self.q_norm = RMSNorm(head_dim, norm_eps)
+        self.k_norm = RMSNorm(head_dim, norm_eps)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_norm(self.q_proj(x).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_heads != self.n_kv_heads)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+
+class Block(nn.Module):
+    """Pre-norm decoder block: x + Attn(norm(x)), then + FFN(norm(·))."""
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int,
+        head_dim: int,
+        ffn: FFNFactory,
+        norm_eps: float = 1e-6,
+    ) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(dim, norm_eps)
+        self.attn = Attention(dim, n_heads, n_kv_heads, head_dim, norm_eps)
+        self.ffn_norm = RMSNorm(dim, norm_eps)
+        self.ffn = ffn(dim)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Decoder(nn.Module):
+    """Token ids (B, T) → final hidden states (B, T, D) or the loss; ``logits``
+    maps hidden states to (B, T, V) for evaluation and tests.  Training never
+    builds the (B, T, V) logits at once (``lit_ffn.loss``)."""
+
+    def __init__(
+        self,
+        ffn: FFNFactory,
+        vocab_size: int = 151_936,
+        dim: int = 512,
+        n_layers: int = 8,
+        n_heads: int = 8,
+        n_kv_heads: int = 4,
+        head_dim: int = 64,
+        rope_theta: float = 1e6,
+        norm_eps: float = 1e-6,
+        tie_embeddings: bool = True,
+        init_std: float = 0.02,
+    ) -> None:
+        super().__init__()
+        self.vocab_size, self.dim, self.init_std = vocab_size, dim, init_std
+        self.embed = nn.Embedding(vocab_size, dim)
+        self.rope = RotaryEmbedding(head_dim, rope_theta)
+        self.layers = nn.ModuleList(
+            Block(dim, n_heads, n_kv_heads, head_dim, ffn, norm_eps) for _ in range(n_layers)
+        )
+        self.norm = RMSNorm(dim, norm_eps)
+        self.lm_head: Optional[nn.Linear] = None if tie_embeddings else nn.Linear(dim, vocab_size, bias=False)
+        self.init_weights()
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        """(V, D) output projection: the embedding matrix when tied."""
+        return self.embed.weight if self.lm_head is None else self.lm_head.weight
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Normal(0, init_std) for every Linear and the embedding (as Qwen3's
+        ``initializer_range``), zero biases; every other module restores its
+        own initial values through ``reset_parameters()`` (norms, DynamicGEGLU's
+        s and b, …), so this also initialises a model materialised from meta."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=self.init_std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def forward(
+        self, tokens: torch.Tensor, targets: Optional[torch.Tensor] = None, loss_chunk_size: Optional[int] = 4096
+    ) -> torch.Tensor:
+        """(B, T) ids → (B, T, D) final hidden states, or with ``targets`` (B, T)
+        the mean next-token loss (chunked over tokens, see ``lit_ffn.loss``).
+
+        The loss is computed here, inside ``forward``, so that under FSDP the
+        tied head weight is used while it is unsharded."""
+        x = self.embed(tokens)
+        cos, sin = self.rope(tokens.shape[1], tokens.device)
+        for layer in self.layers:
+            x = layer(x, cos, sin)
+        hidden = self.norm(x)
+        if targets is None:
+            return hidden
+        return linear_cross_entropy(hidden, self.head_weight, targets, loss_chunk_size)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden, self.head_weight)
+
+    def num_parameters(self, exclude_embedding: bool = False) -> int:
+        """Parameters counted once (a tied head is not counted twice)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.embed.weight.numel() if exclude_embedding else n
+
+
+def flops_per_token(model: Decoder, seq_len: int) -> float:
+    """Training FLOPs per token: 6·N (N = non-embedding parameters + the LM head
+    matmul, which is a real matmul even when tied) plus causal attention
+    6·L·H·E·T (QKᵀ and AV, forward 2·2·T·E·H/2 averaged over a causal mask,
+    times 3 for backward) — PaLM appendix B / Chinchilla convention."""
+    n_matmul = model.num_parameters(exclude_embedding=True)
+    if model.lm_head is None:  # tied: the head matmul still costs V·D per token
+        n_matmul += model.embed.weight.numel()
+    attn = model.layers[0].attn if len(model.layers) else None
+    attn_flops = 0.0
+    if attn is not None:
+        attn_flops = 6.0 * len(model.layers) * attn.n_heads * attn.head_dim * seq_len
+    return 6.0 * n_matmul + attn_flops
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = [
+    "Attention",
+    "Block",
+    "Decoder",
+    "FFNFactory",
+    "RMSNorm",
+    "RotaryEmbedding",
+    "apply_rotary",
+    "count_parameters",
+    "flops_per_token",
+]

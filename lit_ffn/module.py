@@ -1,0 +1,177 @@
+"""The LightningModule: a Qwen3-style decoder with a pluggable FFN, trained on next-token loss."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from lit_ffn.ffn import SwiGLU
+from lit_ffn.model import Decoder, FFNFactory, flops_per_token
+
+
+def ffn_name(ffn: Any) -> str:
+    """A readable name for an FFN factory: its class name.
+
+    Unwraps ``functools.partial`` — also jsonargparse's, which LightningCLI
+    builds for ``class_path``/``init_args`` as ``partial(call, instantiator, cls, **init_args)``.
+    """
+    while isinstance(ffn, functools.partial):
+        classes = [arg for arg in ffn.args if isinstance(arg, type)]
+        if classes:
+            return classes[0].__name__
+        ffn = ffn.func
+    return getattr(ffn, "__name__", type(ffn).__name__)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """LR multiplier: linear warmup from 1/warmup to 1, then cosine decay to ``min_lr_ratio``.
+
+    m(t) = (t+1)/W                                   for t < W
+    m(t) = r + (1 − r)·½(1 + cos(π·(t − W)/(S − W)))  for W ≤ t ≤ S, r = min_lr_ratio
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class LitDecoder(L.LightningModule):
+    """Trains :class:`lit_ffn.model.Decoder` with AdamW and warmup + cosine decay.
+
+    Args:
+        ffn: the FFN factory, called once per layer with the model width
+            (``class_path``/``init_args`` under ``model.ffn`` in YAML).
+        vocab_size … init_std: the decoder's shape, see :class:`~lit_ffn.model.Decoder`.
+        lr, betas, eps, weight_decay: AdamW.  Weight decay applies to matrices
+            (Linear and embedding weights) only, not to norms, biases or scalars.
+        warmup_steps, min_lr_ratio: the schedule (:func:`warmup_cosine`); its
+            length is ``trainer.max_steps``.
+        loss_chunk_size: tokens per chunk of the cross-entropy (0: plain loss).
+    """
+
+    def __init__(
+        self,
+        ffn: FFNFactory = SwiGLU,
+        vocab_size: int = 151_936,
+        dim: int = 512,
+        n_layers: int = 8,
+        n_heads: int = 8,
+        n_kv_heads: int = 4,
+        head_dim: int = 64,
+        rope_theta: float = 1e6,
+        norm_eps: float = 1e-6,
+        tie_embeddings: bool = True,
+        init_std: float = 0.02,
+        lr: float = 3e-4,
+        betas: tuple[float, float] = (0.9, 0.98),
+        eps: float = 1e-8,
+        weight_decay: float = 0.1,
+        warmup_steps: int = 0,
+        min_lr_ratio: float = 0.1,
+        loss_chunk_size: int = 4096,
+    ) -> None:
+        super().__init__()
+        # Under LightningCLI the saved hparams are the parsed config (ffn as
+        # class_path/init_args), so `LitDecoder.load_from_checkpoint` rebuilds it.
+        self.save_hyperparameters()
+        self.ffn_name = ffn_name(ffn)
+        self.ffn_factory = ffn
+        self.model = Decoder(
+            ffn=ffn,
+            vocab_size=vocab_size,
+            dim=dim,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            n_kv_heads=n_kv_heads,
+            head_dim=head_dim,
+            rope_theta=rope_theta,
+            norm_eps=norm_eps,
+            tie_embeddings=tie_embeddings,
+            init_std=init_std,
+        )
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+
+    # ------------------------------------------------------------------ steps
+    @staticmethod
+    def split_batch(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T+1) token blocks → inputs (B, T) and next-token targets (B, T), int64."""
+        batch = batch.long()
+        return batch[:, :-1], batch[:, 1:]
+
+    def forward(self, tokens: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.model(tokens, targets, loss_chunk_size=self.hparams.loss_chunk_size)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        tokens, targets = self.split_batch(batch)
+        loss = self(tokens, targets)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: torch.Tensor, metric: MeanMetric) -> None:
+        tokens, targets = self.split_batch(batch)
+        metric.update(self(tokens, targets), weight=targets.numel())
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_loss)
+
+    def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_loss)
+
+    def _log_eval(self, prefix: str, metric: MeanMetric) -> None:
+        # MeanMetric syncs across ranks in compute(): a token-weighted mean over the whole set.
+        loss = metric.compute()
+        metric.reset()
+        if self.trainer.sanity_checking:
+            # Lightning discards what is logged during the sanity check; with
+            # num_sanity_val_steps=-1 it is the full validation set before the
+            # first step, so record it as the step-0 point of the curve.
+            if self.logger is not None:
+                self.logger.log_metrics({f"{prefix}/loss": loss.item(), f"{prefix}/ppl": loss.exp().item()}, step=0)
+            return
+        self.log(f"{prefix}/loss", loss, prog_bar=True)
+        self.log(f"{prefix}/ppl", torch.exp(loss))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val", self.val_loss)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test", self.test_loss)
+
+    # -------------------------------------------------------------- optimizer
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        decay, no_decay = [], []
+        for param in self.model.parameters():
+            if param.requires_grad:
+                (decay if param.ndim >= 2 else no_decay).append(param)
+        return [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        fused = self.device.type == "cuda"
+        optimizer = torch.optim.AdamW(self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused)
+        total_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, int(total_steps), hp.min_lr_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # ------------------------------------------------------------------ facts
+    def num_parameters(self) -> int:
+        return self.model.num_parameters()
+
+    def flops_per_token(self, seq_len: int) -> float:
+        return flops_per_token(self.model, seq_len)
+
+    @property
+    def ffn_modules(self) -> list[nn.Module]:
+        return [layer.ffn for layer in self.model.layers]

@@ -1,0 +1,118 @@
+"""Shared fixtures: a tiny tokenizer and a tiny prepared dataset, made offline.
+
+End-to-end tests train models whose vocabulary is a few hundred tokens so
+that a `fit` takes seconds on 2 CPU cores; the dataset goes through the same
+`lit_ffn prepare` code as real data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning.pytorch  # noqa: F401 - import now: Lightning binds its log handler to the sys.stderr of
+import pyarrow as pa  # import time, which must not be a test's short-lived capsys stream
+import pyarrow.parquet as pq
+import pytest
+
+TINY_VOCAB = 384
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def tiny_corpus(n_docs: int = 300) -> list[str]:
+    """Deterministic English-like documents from the quickstart sources (pydoc topics)."""
+    from pydoc_data.topics import topics
+
+    texts = [topics[key] for key in sorted(topics)]
+    docs = []
+    for i in range(n_docs):
+        text = texts[i % len(texts)]
+        start = (i * 997) % max(1, len(text) - 2000)
+        docs.append(text[start : start + 2000])
+    return docs
+
+
+def train_tiny_tokenizer(path: Path, vocab_size: int = TINY_VOCAB) -> Path:
+    """A byte-level BPE ``tokenizer.json`` trained on :func:`tiny_corpus`, offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(tiny_corpus(), trainer=trainer)
+    tok.save(str(path))
+    return path
+
+
+def write_fineweb_parquet(path: Path, texts: list[str]) -> Path:
+    """A parquet file with FineWeb's schema (``text`` plus metadata columns)."""
+    table = pa.table(
+        {
+            "text": texts,
+            "id": [f"<urn:uuid:{i:08d}>" for i in range(len(texts))],
+            "dump": ["CC-MAIN-2024-10"] * len(texts),
+            "url": [f"https://example.org/{i}" for i in range(len(texts))],
+            "language": ["en"] * len(texts),
+            "language_score": [0.9] * len(texts),
+            "token_count": [len(t) // 4 for t in texts],
+        }
+    )
+    pq.write_table(table, path, row_group_size=64)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny_tokenizer(tmp_path_factory.mktemp("tokenizer") / "tokenizer.json")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Path) -> Path:
+    """A prepared dataset (~150k tokens of vocabulary 384) with train and val splits."""
+    from lit_ffn.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    parquet = write_fineweb_parquet(root / "docs.parquet", tiny_corpus())
+    out = root / "data"
+    prepare_dataset([str(parquet)], out, tokenizer=str(tiny_tokenizer), val_fraction=0.1)
+    return out
+
+
+def tiny_fit_args(data_dir: Path, root: Path, *extra: str, steps: int = 4) -> list[str]:
+    """``lit_ffn fit`` arguments for a seconds-long run on :func:`tiny_dataset`."""
+    return [
+        "fit",
+        "--seed_everything=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        f"--trainer.max_steps={steps}",
+        "--trainer.limit_val_batches=2",
+        "--trainer.val_check_interval=2",
+        "--trainer.check_val_every_n_epoch=null",
+        "--trainer.num_sanity_val_steps=0",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={root}",
+        "--trainer.logger=lightning.pytorch.loggers.TensorBoardLogger",
+        f"--trainer.logger.save_dir={root}/runs",
+        "--trainer.logger.name=tiny",
+        f"--model.vocab_size={TINY_VOCAB}",
+        "--model.dim=32",
+        "--model.n_layers=2",
+        "--model.n_heads=2",
+        "--model.n_kv_heads=1",
+        "--model.head_dim=16",
+        "--model.lr=1e-2",
+        f"--data.data_dir={data_dir}",
+        "--data.seq_len=32",
+        "--data.batch_size=4",
+        *extra,
+    ]
