@@ -117,6 +117,25 @@ def test_fit_writes_config_checkpoint_and_metrics_then_validate(tmp_path: Path, 
     assert main(["validate", "--config", str(saved_config), "--ckpt_path", str(ckpt), "--trainer.logger=false"]) == 0
 
 
+def test_run_directory_is_experiment_variant_seed(tmp_path: Path, tiny_dataset: Path) -> None:
+    args = tiny_fit_args(tiny_dataset, tmp_path, "--model.ffn=lit_ffn.ffn.GEGLU", "--model.ffn.approximate=tanh",
+                         "--seed_everything=3", steps=1)
+    assert main(args) == 0
+    run_dir = tmp_path / "runs" / "tiny" / "GEGLU-approximate=tanh" / "seed_3"
+    assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
+
+
+def test_fit_refuses_to_overwrite_a_run_and_resumes_from_its_config(tmp_path: Path, tiny_dataset: Path, capsys) -> None:
+    args = tiny_fit_args(tiny_dataset, tmp_path, steps=2)
+    assert main(args) == 0
+    run_dir = tmp_path / "runs" / "tiny" / "SwiGLU" / "seed_0"
+    line = error_line(capsys, args)
+    assert str(run_dir) in line and "--ckpt_path last" in line
+
+    assert main(["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last", "--trainer.max_steps=4"]) == 0
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 4
+
+
 def test_quickstart_config_runs_end_to_end(tmp_path: Path) -> None:
     """The README's quickstart command, shortened: builds the offline corpus and trains 2 steps."""
     data_dir = tmp_path / "not" / "yet" / "quickstart"  # parents are created
