@@ -19,6 +19,10 @@ from typing import Optional
 #: Tool subcommands: name → "module:function" taking argv (without the name).
 TOOLS = {
     "prepare": "lit_ffn.prepare:main",
+    "ablate": "lit_ffn.ablate:main",
+    "params": "lit_ffn.params:main",
+    "bench": "lit_ffn.bench:main",
+    "consolidate": "lit_ffn.consolidate:main",
 }
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -34,6 +38,9 @@ def _usage() -> str:
         "usage: lit_ffn {" + ",".join(LIGHTNING_SUBCOMMANDS + tuple(TOOLS)) + "} …\n"
         "  lit_ffn fit --config configs/quickstart.yaml     train (LightningCLI; --help for all options)\n"
         "  lit_ffn prepare --input FILES… --output DIR      tokenize text into litdata chunks\n"
+        "  lit_ffn ablate --config B.yaml --ffn A B --out D  multi-seed FFN study and its report\n"
+        "  lit_ffn params --config B.yaml                   parameter counts of every FFN variant\n"
+        "  lit_ffn consolidate CKPT_DIR OUT.ckpt            sharded (FSDP) checkpoint -> one file for one CPU\n"
     )
 
 

@@ -13,7 +13,11 @@ same corpus (about 2,000 documents and 0.45 M Qwen3 tokens on Python 3.11).
 
 :func:`write_quickstart_parquet` writes it with FineWeb's schema; :func:`ensure_quickstart_dataset`
 turns it into a prepared dataset with the same :func:`~lit_ffn.prepare.prepare_dataset` used for
-FineWeb.
+FineWeb, and :func:`ensure_quickstart_dataset_isolated` does the same in a fresh interpreter
+(what ``TokenDataModule.prepare_data`` uses: a trainer process should not fork).
+
+    python -m lit_ffn.corpus OUT.parquet         # the corpus as a FineWeb-schema parquet file
+    python -m lit_ffn.corpus --ensure DIR        # the prepared quickstart dataset, unless DIR has one
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import ast
 import functools
 import os
 import platform
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -33,11 +38,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lit_ffn.prepare import DatasetError, OutputExistsError, prepare_dataset, read_meta
+from lit_ffn.errors import UserError
+from lit_ffn.prepare import DatasetError, OutputExistsError, check_output, prepare_dataset, read_meta
 
 __all__ = [
     "Document",
     "ensure_quickstart_dataset",
+    "ensure_quickstart_dataset_isolated",
     "pydoc_topics",
     "quickstart_documents",
     "stdlib_docstrings",
@@ -204,8 +211,11 @@ def ensure_quickstart_dataset(
     """
     try:
         return read_meta(data_dir)
-    except DatasetError:
-        pass
+    except DatasetError as missing:
+        try:
+            check_output(Path(data_dir).expanduser().absolute(), overwrite=False)  # before the corpus is built
+        except OutputExistsError:
+            raise missing from None  # e.g. an incomplete dataset: read_meta says what to do
     with tempfile.TemporaryDirectory(prefix="lit_ffn-quickstart-") as tmp:
         parquet = Path(tmp) / "quickstart.parquet"
         documents = write_quickstart_parquet(parquet, tokenizer)
@@ -221,5 +231,58 @@ def ensure_quickstart_dataset(
             return read_meta(data_dir)
 
 
-if __name__ == "__main__":  # pragma: no cover - `python -m lit_ffn.corpus OUT.parquet`
-    print(write_quickstart_parquet(sys.argv[1]), "documents written to", sys.argv[1])
+def ensure_quickstart_dataset_isolated(data_dir: str | os.PathLike[str], tokenizer: str = "qwen3") -> dict[str, Any]:
+    """:func:`ensure_quickstart_dataset` run by ``python -m lit_ffn.corpus --ensure`` in a fresh interpreter.
+
+    Why a child process: ``prepare`` forks its tokenizer workers (spawned ones would re-import torch,
+    seconds each).  A process that already runs threads (a Trainer, a notebook, a logger) should not
+    fork: the child inherits every lock another thread held at that moment.  The fresh interpreter is
+    single-threaded when it forks, and this process's multiprocessing settings stay as they were.
+
+    Raises:
+        UserError: the child reported a user error (its one line), e.g. an unusable ``data_dir``.
+        RuntimeError: the child failed otherwise (the end of its stderr is in the message).
+    """
+    try:
+        return read_meta(data_dir)
+    except DatasetError:
+        pass
+    package_root = str(Path(__file__).resolve().parents[1])  # lit_ffn importable even when not installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", "lit_ffn.corpus", "--ensure", str(data_dir), "--tokenizer", tokenizer],
+                            capture_output=True, text=True, env=env, check=False)
+    if result.returncode == 2:
+        raise UserError(result.stderr.strip().splitlines()[-1].removeprefix(f"{_PROG}: error: "))
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-20:])
+        raise RuntimeError(f"building the quickstart dataset in {data_dir} failed (exit code {result.returncode}):\n{tail}")
+    return read_meta(data_dir)
+
+
+_PROG = "python -m lit_ffn.corpus"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lit_ffn.corpus OUT.parquet`` or ``--ensure DIR [--tokenizer T]``; user errors exit 2."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=_PROG, description="the offline quickstart corpus")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("parquet", nargs="?", help="write the corpus to this FineWeb-schema parquet file")
+    target.add_argument("--ensure", metavar="DIR", help="prepare the quickstart dataset in DIR unless it has one")
+    parser.add_argument("--tokenizer", default="qwen3")
+    args = parser.parse_args(argv)
+    try:
+        if args.ensure:
+            meta = ensure_quickstart_dataset(args.ensure, args.tokenizer)
+            print(f"{args.ensure}: {meta.get('corpus', 'an existing dataset')}")
+        else:
+            print(write_quickstart_parquet(args.parquet, args.tokenizer), "documents written to", args.parquet)
+    except UserError as err:
+        print(f"{_PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

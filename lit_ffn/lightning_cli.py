@@ -17,9 +17,9 @@ import inspect
 from pathlib import Path
 from typing import Any, Optional
 
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from lit_ffn.checkpointing import AtomicCheckpoint
 from lit_ffn.data import TokenDataModule
 from lit_ffn.errors import UserError
 from lit_ffn.module import LitDecoder
@@ -53,13 +53,30 @@ def ffn_variant_name(ffn: Any) -> str:
     return "-".join([class_name, *changed])
 
 
+class SaveRunConfig(SaveConfigCallback):
+    """Writes the run's ``config.yaml`` when training really starts.
+
+    Lightning writes it in ``setup()``, before a checkpoint is restored, so a
+    resume that is refused while restoring (e.g. another ``data.num_workers``)
+    would overwrite the run's good config with the refused one.  Only ``fit``
+    writes it: ``validate``/``test`` of a run must not rewrite its config.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001
+        pass
+
+    def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        super().setup(trainer, pl_module, "fit")
+
+
 class LitFFNCLI(LightningCLI):
     """``LightningCLI(LitDecoder, TokenDataModule)`` with lit_ffn's links and run directories.
 
     * ``model.vocab_size`` → ``data.vocab_size``: the DataModule refuses a
       dataset whose tokenizer does not fit the model.
     * ``seed_everything`` → ``data.seed``: one seed drives init and shuffling.
-    * ``checkpoint``: a ModelCheckpoint that is always there, writing
+    * ``checkpoint``: a ModelCheckpoint (``AtomicCheckpoint``: a killed save never
+      replaces a good checkpoint) that is always there, writing
       ``last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at the
       end of fit (``checkpoint.save_top_k`` keeps step-named copies too).
     * the TensorBoard logger's ``version`` defaults to ``<ffn variant>/seed_<seed>``;
@@ -70,19 +87,26 @@ class LitFFNCLI(LightningCLI):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
         kwargs.setdefault("auto_configure_optimizers", False)  # LitDecoder owns AdamW + schedule
         kwargs.setdefault("trainer_defaults", {"logger": DEFAULT_LOGGER})
         kwargs.setdefault("seed_everything_default", 0)  # reproducible unless asked otherwise
         super().__init__(LitDecoder, TokenDataModule, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse parser
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(AtomicCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 100})
         parser.link_arguments("model.vocab_size", "data.vocab_size")
-        parser.link_arguments("seed_everything", "data.seed")
+        # seed_everything may be true/false (random/none): data.seed gets 0 here and
+        # the resolved seed in before_instantiate_classes.
+        parser.link_arguments("seed_everything", "data.seed", compute_fn=lambda seed: 0 if isinstance(seed, bool) else seed)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        # `seed_everything: true` is resolved to a random int by now; the parse-time
+        # link gave data.seed the literal True, so give the data the real seed.
+        if isinstance(config.get("seed_everything"), int) and not isinstance(config.get("seed_everything"), bool):
+            config.data.seed = config.seed_everything
         run_dir = self._name_run(config)
         if self.subcommand == "fit" and run_dir is not None and config.get("ckpt_path") is None:
             existing = run_dir / "checkpoints" / "last.ckpt"

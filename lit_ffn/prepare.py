@@ -62,6 +62,7 @@ from lit_ffn.tokenizer import Tokenizer, load_tokenizer
 __all__ = [
     "DatasetError",
     "OutputExistsError",
+    "check_output",
     "PrepareError",
     "default_val_fraction",
     "main",
@@ -530,13 +531,23 @@ def _optimize(fn: Any, inputs: list[Any], output_dir: Path, num_workers: int, ch
     """litdata ``optimize`` with the settings every split uses (TokensLoader at write time).
 
     litdata's own output stays off (``verbose=False``): a dozen setup lines, an advertisement and a
-    progress bar that moves only when a worker exits; workers report progress themselves.
+    progress bar that moves only when a worker exits; workers report progress themselves.  Call it from
+    a process without other threads when ``start_method`` is ``"fork"`` (see
+    :func:`lit_ffn.corpus.ensure_quickstart_dataset_isolated`).
     """
+    import multiprocessing
+
     from litdata import optimize
     from litdata.streaming.item_loader import TokensLoader
 
-    optimize(fn=fn, inputs=inputs, output_dir=str(output_dir), num_workers=num_workers, chunk_bytes=chunk_bytes,
-             item_loader=TokensLoader(), reorder_files=False, start_method=start_method, verbose=False)
+    # optimize() sets the interpreter-wide start method (force=True); put the caller's back afterwards,
+    # so that e.g. DataLoader workers created later in this process start as they would have.
+    previous = multiprocessing.get_start_method(allow_none=True)
+    try:
+        optimize(fn=fn, inputs=inputs, output_dir=str(output_dir), num_workers=num_workers, chunk_bytes=chunk_bytes,
+                 item_loader=TokensLoader(), reorder_files=False, start_method=start_method, verbose=False)
+    finally:
+        multiprocessing.set_start_method(previous, force=True)
 
 
 def _pause_point(stage: str) -> None:
@@ -552,7 +563,7 @@ def _pause_point(stage: str) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
+def check_output(output: Path, overwrite: bool) -> None:
     """Refuse to replace a dataset without ``overwrite``, and anything that is not a dataset at all."""
     if not output.exists():
         return
@@ -605,7 +616,7 @@ def _publish(staging: Path, output: Path, overwrite: bool) -> None:
     looks like a dataset.
     """
     new = staging / "dataset"
-    _check_output(output, overwrite)  # again: the output may have appeared while we tokenized
+    check_output(output, overwrite)  # again: the output may have appeared while we tokenized
     if output.exists() and not any(output.iterdir()):
         output.rmdir()
     if not output.exists():
@@ -690,7 +701,7 @@ def prepare_dataset(
     started = time.perf_counter()
     output = Path(output_dir).expanduser().absolute()
     _check_arguments(str(output_dir), val_fraction, val_docs, num_workers, chunk_bytes, batch_rows)
-    _check_output(output, overwrite)
+    check_output(output, overwrite)
     tok = load_tokenizer(tokenizer, eos_token)  # fail fast on a bad spec; forked workers reuse it
     sources = resolve_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
     items = plan_work(sources)

@@ -8,7 +8,9 @@ that a `fit` takes seconds on 2 CPU cores; the dataset goes through the same
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import lightning.pytorch  # noqa: F401 - import now: Lightning binds its log handler to the sys.stderr of
 import pyarrow as pa  # import time, which must not be a test's short-lived capsys stream
@@ -33,8 +35,16 @@ def tiny_corpus(n_docs: int = 300) -> list[str]:
     return docs
 
 
-def train_tiny_tokenizer(path: Path, vocab_size: int = TINY_VOCAB) -> Path:
-    """A byte-level BPE ``tokenizer.json`` trained on :func:`tiny_corpus`, offline."""
+def train_tiny_tokenizer(
+    path: Path,
+    vocab_size: int = TINY_VOCAB,
+    special_tokens: Sequence[str] = ("<|endoftext|>",),
+    texts: Optional[Sequence[str]] = None,
+) -> Path:
+    """A byte-level BPE ``tokenizer.json`` trained offline on ``texts`` (default :func:`tiny_corpus`).
+
+    ``special_tokens`` take the first ids, in order.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -42,29 +52,33 @@ def train_tiny_tokenizer(path: Path, vocab_size: int = TINY_VOCAB) -> Path:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(tiny_corpus(), trainer=trainer)
+    tok.train_from_iterator(tiny_corpus() if texts is None else texts, trainer=trainer)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(path))
     return path
 
 
-def write_fineweb_parquet(path: Path, texts: list[str]) -> Path:
-    """A parquet file with FineWeb's schema (``text`` plus metadata columns)."""
+def write_fineweb_parquet(path: Path, texts: Sequence[Optional[str]], row_group_size: int = 64) -> Path:
+    """A parquet file with FineWeb's schema (``text`` plus its metadata columns); ``None`` is a null row."""
+    n = len(texts)
     table = pa.table(
         {
-            "text": texts,
-            "id": [f"<urn:uuid:{i:08d}>" for i in range(len(texts))],
-            "dump": ["CC-MAIN-2024-10"] * len(texts),
-            "url": [f"https://example.org/{i}" for i in range(len(texts))],
-            "language": ["en"] * len(texts),
-            "language_score": [0.9] * len(texts),
-            "token_count": [len(t) // 4 for t in texts],
+            "text": pa.array(texts, pa.string()),
+            "id": [f"<urn:uuid:{i:08d}>" for i in range(n)],
+            "dump": ["CC-MAIN-2024-10"] * n,
+            "url": [f"https://example.org/{i}" for i in range(n)],
+            "date": ["2024-02-20T12:00:00Z"] * n,
+            "file_path": ["s3://commoncrawl/x.warc.gz"] * n,
+            "language": ["en"] * n,
+            "language_score": [0.9] * n,
+            "token_count": [len(t or "") // 4 for t in texts],
         }
     )
-    pq.write_table(table, path, row_group_size=64)
+    pq.write_table(table, path, row_group_size=row_group_size)
     return path
 
 
@@ -93,7 +107,6 @@ def tiny_fit_args(data_dir: Path, root: Path, *extra: str, steps: int = 4) -> li
         "--trainer.accelerator=cpu",
         "--trainer.devices=1",
         f"--trainer.max_steps={steps}",
-        "--trainer.limit_val_batches=2",
         "--trainer.val_check_interval=2",
         "--trainer.check_val_every_n_epoch=null",
         "--trainer.num_sanity_val_steps=0",
@@ -114,5 +127,6 @@ def tiny_fit_args(data_dir: Path, root: Path, *extra: str, steps: int = 4) -> li
         f"--data.data_dir={data_dir}",
         "--data.seq_len=32",
         "--data.batch_size=4",
+        "--data.val_blocks=8",  # a fixed validation set: 2 batches of 4
         *extra,
     ]

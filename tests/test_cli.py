@@ -108,7 +108,8 @@ def test_fit_writes_config_checkpoint_and_metrics_then_validate(tmp_path: Path, 
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "val/loss", "val/ppl"} <= tags
     val = [e.value for e in events.Scalars("val/loss")]
-    assert len(val) == 3 and val[-1] < val[0]
+    assert [e.step for e in events.Scalars("val/loss")] == [2, 4, 6]  # written at the optimizer step it follows
+    assert val[-1] < val[0]
     ppl = events.Scalars("val/ppl")[-1].value
     assert ppl == pytest.approx(torch.tensor(val[-1]).exp().item(), rel=1e-4)
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 6
@@ -191,3 +192,23 @@ def test_console_script_error_exit_code_and_single_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("lit_ffn: error: unknown FFN class 'nope.Nope'")
+
+
+def test_random_seed_reaches_the_data_shuffle(tmp_path: Path, tiny_dataset: Path) -> None:
+    from lit_ffn.lightning_cli import LitFFNCLI
+
+    args = tiny_fit_args(tiny_dataset, tmp_path, "--seed_everything=true")[1:]
+    cli = LitFFNCLI(args=args, run=False)
+    seed = cli.config.seed_everything
+    assert isinstance(seed, int) and not isinstance(seed, bool)
+    assert cli.datamodule.seed == seed
+
+
+def test_refused_resume_keeps_the_runs_config(tmp_path: Path, tiny_dataset: Path, capsys) -> None:
+    assert main(tiny_fit_args(tiny_dataset, tmp_path, steps=2)) == 0
+    run_dir = tmp_path / "runs" / "tiny" / "SwiGLU" / "seed_0"
+    before = (run_dir / "config.yaml").read_text()
+    line = error_line(capsys, ["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last",
+                               "--trainer.max_steps=4", "--data.num_workers=2"])
+    assert "num_workers" in line
+    assert (run_dir / "config.yaml").read_text() == before

@@ -64,3 +64,120 @@ def test_all_targets_ignored_gives_zero_not_nan() -> None:
     loss = linear_cross_entropy(hidden, weight, targets, chunk_size=2)
     loss.backward()
     assert loss.item() == 0.0 and torch.all(hidden.grad == 0)
+
+
+def test_bf16_inputs_close_to_fp64_reference() -> None:
+    """bf16 hidden/weight: the matmuls run in bf16 (as F.linear would), softmax and sums in fp32."""
+    g = torch.Generator().manual_seed(3)
+    n, d, v = 70, 32, 500
+    hidden64 = torch.randn(n, d, generator=g, dtype=torch.float64)
+    weight64 = torch.randn(v, d, generator=g, dtype=torch.float64) * 0.3
+    targets = torch.randint(0, v, (n,), generator=g)
+    hidden = hidden64.to(torch.bfloat16).requires_grad_()
+    weight = weight64.to(torch.bfloat16).requires_grad_()
+    ref_h = hidden.detach().double().requires_grad_()
+    ref_w = weight.detach().double().requires_grad_()  # same bf16-rounded values, exact arithmetic
+    expected = reference(ref_h, ref_w, targets)
+    expected.backward()
+    got = linear_cross_entropy(hidden, weight, targets, chunk_size=16)
+    got.backward()
+    assert got.dtype == torch.float32
+    assert hidden.grad.dtype == torch.bfloat16 and weight.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(got.double(), expected.detach(), rtol=0, atol=2e-2)
+    torch.testing.assert_close(hidden.grad.double(), ref_h.grad, rtol=2e-2, atol=2e-3)
+    torch.testing.assert_close(weight.grad.double(), ref_w.grad, rtol=2e-2, atol=2e-3)
+
+
+def test_autocast_bf16_matches_plain_loss_under_autocast() -> None:
+    """Under autocast (Lightning's bf16-mixed) the chunked loss follows F.linear's bf16 matmul; grads keep fp32."""
+    g = torch.Generator().manual_seed(4)
+    hidden = torch.randn(40, 16, generator=g, requires_grad=True)
+    weight = (torch.randn(300, 16, generator=g) * 0.5).requires_grad_()
+    targets = torch.randint(0, 300, (40,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = linear_cross_entropy(hidden, weight, targets, chunk_size=0)
+        chunked = linear_cross_entropy(hidden, weight, targets, chunk_size=16)
+    exp_gh, exp_gw = torch.autograd.grad(plain, (hidden, weight))
+    got_gh, got_gw = torch.autograd.grad(chunked, (hidden, weight))
+    assert got_gh.dtype == torch.float32 and got_gw.dtype == torch.float32
+    torch.testing.assert_close(chunked, plain, rtol=0, atol=1e-4)
+    torch.testing.assert_close(got_gh, exp_gh, rtol=2e-2, atol=1e-4)
+    torch.testing.assert_close(got_gw, exp_gw, rtol=2e-2, atol=1e-4)
+    # and it really ran in bf16: the fp32 loss differs by more than fp32 rounding
+    assert abs(chunked.item() - linear_cross_entropy(hidden, weight, targets, chunk_size=16).item()) > 1e-6
+
+
+def test_reused_workspace_gives_the_same_results_for_any_call_order() -> None:
+    """The CPU scratch buffer is kept between calls; shapes and chunk sizes that change must not leak state."""
+    from lit_ffn.loss import release_workspace
+
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for n, v, chunk in [(50, 200, 64), (20, 90, 7), (61, 310, 30), (50, 200, 64)]:
+        hidden = torch.randn(n, 8, generator=g, dtype=torch.float64, requires_grad=True)
+        weight = torch.randn(v, 8, generator=g, dtype=torch.float64, requires_grad=True)
+        targets = torch.randint(0, v, (n,), generator=g)
+        cases.append((hidden, weight, targets, chunk))
+    release_workspace()
+    for hidden, weight, targets, chunk in cases * 2:
+        expected = torch.autograd.grad(reference(hidden, weight, targets), (hidden, weight))
+        got = torch.autograd.grad(linear_cross_entropy(hidden, weight, targets, chunk), (hidden, weight))
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+    release_workspace()
+
+
+@pytest.mark.parametrize("which", ["hidden", "weight"])
+def test_gradient_for_one_input_only(which: str) -> None:
+    g = torch.Generator().manual_seed(6)
+    hidden = torch.randn(12, 4, generator=g, dtype=torch.float64, requires_grad=which == "hidden")
+    weight = torch.randn(30, 4, generator=g, dtype=torch.float64, requires_grad=which == "weight")
+    targets = torch.randint(0, 30, (12,), generator=g)
+    wrt = hidden if which == "hidden" else weight
+    (expected,) = torch.autograd.grad(reference(hidden, weight, targets), wrt)
+    (got,) = torch.autograd.grad(linear_cross_entropy(hidden, weight, targets, chunk_size=5), wrt)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+def test_second_backward_is_refused_not_silently_wrong() -> None:
+    """backward scales the stored gradients in place, so a retained graph must not be reused."""
+    hidden = torch.randn(6, 3, requires_grad=True)
+    weight = torch.randn(10, 3, requires_grad=True)
+    loss = linear_cross_entropy(hidden, weight, torch.randint(0, 10, (6,)), chunk_size=4)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="inplace"):
+        loss.backward()
+
+
+def test_negative_chunk_size_is_an_error() -> None:
+    with pytest.raises(ValueError, match="chunk_size"):
+        linear_cross_entropy(torch.randn(2, 3), torch.randn(4, 3), torch.zeros(2, dtype=torch.long), chunk_size=-1)
+
+
+def largest_cpu_allocation(fn) -> int:
+    """Bytes of the largest single CPU allocation made by ``fn()`` (torch.profiler, profile_memory=True)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max((event.self_cpu_memory_usage for event in prof.events()), default=0)
+
+
+def test_chunked_loss_never_allocates_the_full_logits() -> None:
+    """The point of chunking: no (N, V) tensor, neither logits nor their gradient (the plain loss has both)."""
+    from lit_ffn.loss import release_workspace
+
+    g = torch.Generator().manual_seed(7)
+    n, d, v, chunk = 512, 16, 2000, 64
+    hidden = torch.randn(n, d, generator=g, requires_grad=True)
+    weight = torch.randn(v, d, generator=g, requires_grad=True)
+    targets = torch.randint(0, v, (n,), generator=g)
+    full_logits = n * v * 4
+
+    def step(chunk_size: int) -> None:
+        linear_cross_entropy(hidden, weight, targets, chunk_size).backward()
+
+    release_workspace()  # so the chunked call allocates its (chunk, V) buffer inside the profiled region
+    assert largest_cpu_allocation(lambda: step(0)) >= full_logits
+    chunked_peak = largest_cpu_allocation(lambda: step(chunk))
+    assert 0 < chunked_peak <= chunk * v * 4
+    release_workspace()

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import lit_ffn.prepare as prepare_module
+from tests import conftest
 from lit_ffn.prepare import (
     DEFAULT_START_METHOD,
     PAUSE_ENV,
@@ -37,6 +38,7 @@ from lit_ffn.prepare import (
     read_meta,
     val_threshold,
 )
+from lit_ffn.errors import UserError
 from lit_ffn.tokenizer import TokenizerError, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,21 +59,8 @@ EXPECTED_SKIPS = {"null": 2, "empty": 2, "whitespace": 2, "undecodable": 3, "mal
 
 
 def write_fineweb_parquet(path: Path, texts: list[str | None], row_group_size: int = 8) -> Path:
-    """A parquet file with FineWeb's columns; only ``text`` matters to prepare."""
-    n = len(texts)
-    table = pa.table({
-        "text": pa.array(texts, pa.string()),
-        "id": [f"<urn:uuid:{i:08d}>" for i in range(n)],
-        "dump": ["CC-MAIN-2024-10"] * n,
-        "url": [f"https://example.com/{i}" for i in range(n)],
-        "date": ["2024-02-20T12:00:00Z"] * n,
-        "file_path": ["s3://commoncrawl/x.warc.gz"] * n,
-        "language": ["en"] * n,
-        "language_score": [0.9] * n,
-        "token_count": [len(t or "") // 4 for t in texts],
-    })
-    pq.write_table(table, path, row_group_size=row_group_size)
-    return path
+    """conftest's FineWeb-schema parquet, with small row groups: many work items."""
+    return conftest.write_fineweb_parquet(path, texts, row_group_size=row_group_size)
 
 
 @pytest.fixture(scope="module")
@@ -227,15 +216,8 @@ def test_default_val_fraction_keeps_some_validation_documents(tmp_path):
     assert 20 <= meta["splits"]["val"]["documents"] <= 60
 
 
-def test_hf_tokenizer_json(tmp_path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok_path = tmp_path / "tokenizer.json"
-    hf = Tokenizer(models.BPE())
-    hf.pre_tokenizer, hf.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    hf.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf.save(str(tok_path))
+def test_hf_tokenizer_json(tmp_path, tiny_tokenizer):
+    tok_path = tiny_tokenizer  # conftest's byte-level BPE: <|endoftext|> is id 0
     texts = [f"the quick brown fox {i} jumps over <|endoftext|> the lazy dog" for i in range(30)]
     parquet = write_fineweb_parquet(tmp_path / "in.parquet", texts)
     meta = prepare_dataset(str(parquet), tmp_path / "ds", tokenizer=str(tok_path), val_fraction=0.3)
@@ -490,24 +472,27 @@ def test_inspect_prints_meta_and_decoded_blocks(prepared, capsys):
 # ---- quickstart corpus --------------------------------------------------------------------------
 
 
-def test_quickstart_corpus(tmp_path):
-    from lit_ffn.corpus import ensure_quickstart_dataset, write_quickstart_parquet
+def test_quickstart_corpus(tmp_path, monkeypatch):
+    """Built as ``TokenDataModule.prepare_data`` builds it: in a fresh interpreter, never forking this one."""
+    from lit_ffn.corpus import ensure_quickstart_dataset, ensure_quickstart_dataset_isolated, write_quickstart_parquet
 
-    started = time.perf_counter()
-    meta = ensure_quickstart_dataset(tmp_path / "qs")
-    seconds = time.perf_counter() - started
-    assert seconds < 60
+    def no_fork() -> int:
+        raise AssertionError("the calling process forked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fork", no_fork)
+        meta = ensure_quickstart_dataset_isolated(tmp_path / "qs")
     assert read_meta(tmp_path / "qs") == meta
     train, val = meta["splits"]["train"], meta["splits"]["val"]
     assert train["documents"] + val["documents"] > 1500
     assert 300_000 < train["tokens"] + val["tokens"] < 700_000
     assert 0.03 < val["documents"] / (train["documents"] + val["documents"]) < 0.08
     assert val["tokens"] > 20 * 257  # enough validation blocks of 256 tokens
-    assert "antigravity" not in sys.modules and "this" not in sys.modules  # parsed, never imported
     # A second call finds the dataset and does not rebuild it.
     assert ensure_quickstart_dataset(tmp_path / "qs") == meta
 
     rows = write_quickstart_parquet(tmp_path / "qs.parquet")
+    assert "antigravity" not in sys.modules and "this" not in sys.modules  # parsed, never imported
     table = pq.read_table(tmp_path / "qs.parquet")
     assert table.column_names == ["text", "id", "dump", "url", "date", "file_path", "language", "language_score",
                                   "token_count"]
@@ -515,3 +500,26 @@ def test_quickstart_corpus(tmp_path):
     texts = table.column("text").to_pylist()
     assert len(set(texts)) == rows and all(len(t) > 100 for t in texts)
     assert sum(table.column("token_count").to_pylist()) + rows == train["tokens"] + val["tokens"]
+
+
+def test_quickstart_build_errors_come_back_as_one_line(tmp_path):
+    from lit_ffn.corpus import ensure_quickstart_dataset_isolated
+
+    (tmp_path / "a_file").write_text("not a directory")
+    with pytest.raises(UserError, match="exists and is not a directory") as info:
+        ensure_quickstart_dataset_isolated(tmp_path / "a_file")
+    assert "\n" not in str(info.value) and str(tmp_path / "a_file") in str(info.value)
+
+
+def test_prepare_leaves_the_callers_start_method_alone(tmp_path):
+    """litdata's optimize() sets the interpreter-wide start method; prepare puts the caller's back."""
+    import multiprocessing
+
+    path, _ = many_docs_parquet(tmp_path / "in.parquet", n=30)
+    before = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("forkserver", force=True)
+    try:
+        prepare_dataset(str(path), tmp_path / "ds", val_fraction=0.2, start_method="fork")
+        assert multiprocessing.get_start_method(allow_none=True) == "forkserver"
+    finally:
+        multiprocessing.set_start_method(before, force=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lit_ffn.tokenizer import QWEN3_SPECIAL_TOKENS, TokenizerError, load_tokenizer
+from tests.conftest import train_tiny_tokenizer
 
 QWEN3_VOCAB = 151_669  # 151,643 BPE ranks + 26 special tokens (Qwen3's tokenizer_config.json)
 EOS = 151_643
@@ -98,18 +99,9 @@ def test_qwen_rejects_another_eos():
 
 
 def build_tokenizer_json(path: Path, specials: list[str]) -> Path:
-    """A tiny byte-level BPE tokenizer.json trained offline with the tokenizers library."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 20, trainer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tok.save(str(path))
-    return path
+    """conftest's tiny byte-level BPE, with these special tokens first (ids 0, 1, …)."""
+    return train_tiny_tokenizer(path, vocab_size=320, special_tokens=specials,
+                                texts=["the quick brown fox jumps over the lazy dog"] * 20)
 
 
 def test_hf_tokenizer_json(tmp_path):

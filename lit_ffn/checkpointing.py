@@ -1,0 +1,140 @@
+"""All-or-nothing checkpoint writes: a killed save never replaces a good checkpoint.
+
+Lightning writes a checkpoint straight to its final name.  A single file goes
+through ``_atomic_save`` (an fsspec transaction: a temp file in the system
+temp directory, then moved — a copy, not an atomic rename, when that
+directory is on another filesystem), and a distributed (FSDP) checkpoint is a
+directory whose shard files are overwritten in place, so a process killed
+mid-save can leave ``last.ckpt`` half old, half new.  ``ModelCheckpoint`` has
+no option for this and the distributed path bypasses ``CheckpointIO``, so
+:class:`AtomicCheckpoint` overrides the one method every save goes through:
+
+1. every rank writes the checkpoint to ``.<name>.partial`` next to the target;
+2. rank 0 publishes it with one atomic ``rename(2)``:
+
+   * a file replaces ``<name>`` directly (``os.replace``);
+   * a directory cannot atomically replace a non-empty directory, so it is
+     renamed to a hidden, unique ``.<name>.step<N>-<id>`` and ``<name>``
+     becomes a relative symlink to it, swapped in by ``os.replace`` of a new
+     link over the old one; the previous target is deleted afterwards.
+
+A kill at any point leaves ``<name>`` pointing at a complete checkpoint (the
+old or the new one); leftovers (``.partial``, unlinked targets) are removed by
+the next save.  Hidden names never match Lightning's ``last*.ckpt`` lookup
+for ``--ckpt_path last``.  Remote (object-store) paths are left to Lightning:
+object stores replace an object whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+from weakref import proxy
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.partial")
+
+
+def _owned_targets(final: Path) -> list[Path]:
+    """Hidden directories this callback made for ``final`` (published or orphaned)."""
+    prefix = f".{final.name}.step"
+    return [p for p in final.parent.iterdir() if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()]
+
+
+def publish(partial: Path, final: Path, tag: str) -> None:
+    """Atomically make the complete checkpoint at ``partial`` visible as ``final`` (see the module docstring)."""
+    parent = final.parent
+    if final.is_dir() and not final.is_symlink():  # a real directory from a plain ModelCheckpoint: move it aside
+        os.replace(final, parent / f".{final.name}.step-legacy-{os.getpid()}")
+    if partial.is_dir():
+        target = parent / f".{final.name}.step{tag}"
+        os.replace(partial, target)
+        link = parent / f".{final.name}.link"
+        _remove(link)
+        os.symlink(target.name, link)
+        os.replace(link, final)  # the atomic switch
+    else:
+        with open(partial, "rb+") as f:
+            os.fsync(f.fileno())
+        target = None
+        os.replace(partial, final)  # the atomic switch
+    _fsync_dir(parent)
+    for old in _owned_targets(final):  # the previous target and orphans of killed saves
+        if target is None or old != target:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class AtomicCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose every save is all-or-nothing (module docstring); same arguments.
+
+    It also remembers the step of its last save across a resume
+    (``last_saved_step``), which the non-finite-loss guard reports.
+    """
+
+    last_saved_step: int = 0  # (no __init__ override: LightningCLI reads ModelCheckpoint's signature)
+
+    def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
+        if "://" in str(filepath) and not str(filepath).startswith("file://"):
+            return super()._save_checkpoint(trainer, filepath)
+        final = Path(filepath)
+        partial = partial_path(final)
+        if trainer.is_global_zero:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _remove(partial)  # left by a save that was killed
+        trainer.strategy.barrier("AtomicCheckpoint.clean")
+        self.last_saved_step = trainer.global_step  # before saving: it is part of the saved state
+        trainer.save_checkpoint(str(partial), self.save_weights_only)  # ends with a barrier
+        if trainer.is_global_zero:
+            publish(partial, final, tag=f"{trainer.global_step}-{os.urandom(4).hex()}")
+        trainer.strategy.barrier("AtomicCheckpoint.publish")
+
+        # what ModelCheckpoint._save_checkpoint does after writing
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+    def _remove_checkpoint(self, trainer: Any, filepath: str) -> None:
+        path = Path(filepath)
+        if path.is_symlink():
+            if trainer.is_global_zero:
+                target = path.parent / os.readlink(path)
+                path.unlink()
+                if target.name.startswith(f".{path.name}.step"):
+                    shutil.rmtree(target, ignore_errors=True)
+            trainer.strategy.barrier("AtomicCheckpoint.remove")
+            return
+        super()._remove_checkpoint(trainer, filepath)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "last_saved_step": self.last_saved_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.last_saved_step = int(state_dict.get("last_saved_step", 0))

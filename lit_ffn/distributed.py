@@ -1,0 +1,233 @@
+"""Scale-out: activation checkpointing, per-block ``torch.compile`` and FSDP2 for the decoder.
+
+:func:`parallelize` is what ``LitDecoder.configure_model()`` calls.  It
+applies, in torchtitan's order (``torchtitan/models/llama3/infra/parallelize.py``):
+
+1. activation checkpointing of every :class:`~lit_ffn.model.Block`
+   (``torch.distributed``'s ``checkpoint_wrapper``; a block's activations are
+   recomputed in backward instead of stored: memory ∝ L·B·T·D block inputs
+   instead of every intermediate, for ~⅓ more compute);
+2. ``torch.compile`` of every block, in place (``nn.Module.compile``), so the
+   state-dict keys stay those of the plain model and checkpoints move freely
+   between compiled and eager runs;
+3. FSDP2 ``fully_shard`` of every block, then of the decoder (the root).
+
+The root group holds the embedding, the final norm and (untied) head.  That
+is also how the **tied** embedding/head is handled: the head weight is the
+embedding matrix, used at the start *and* the end of ``Decoder.forward``
+(which computes the loss itself), so it must stay unsharded for the whole
+forward — exactly the lifetime of the root group's all-gather.  Both uses
+accumulate into one unsharded gradient before the root's reduce-scatter.
+
+Mixed precision under FSDP2 is FSDP2's own ``MixedPrecisionPolicy``, derived
+from ``trainer.precision`` by :func:`mixed_precision_policy`:
+
+==============  =====================  ==================  ==================
+precision       stored (sharded) param  compute (gathered)  gradient reduce
+==============  =====================  ==================  ==================
+``32-true``     fp32                    fp32                fp32
+``bf16-mixed``  fp32                    bf16                fp32
+``bf16-true``   bf16                    bf16                fp32
+==============  =====================  ==================  ==================
+
+(``bf16-mixed`` also runs Lightning's autocast; with bf16 parameters it only
+keeps its fp32 op list — softmax, norms — in fp32.)
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal, Optional, Union
+
+import torch
+from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
+from lightning.pytorch.strategies import ModelParallelStrategy
+from torch import nn
+
+from lit_ffn.errors import UserError
+from lit_ffn.model import Decoder
+
+#: trainer.precision values FSDP2 supports here, and the policy each one means.
+FSDP2_PRECISIONS = ("32-true", "bf16-mixed", "bf16-true")
+
+
+def mixed_precision_policy(precision: str) -> Any:
+    """The FSDP2 ``MixedPrecisionPolicy`` for a Lightning ``trainer.precision`` (table in the module docstring)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    precision = str(precision)
+    if precision in ("32-true", "32"):
+        return MixedPrecisionPolicy()
+    if precision == "bf16-mixed":
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    if precision == "bf16-true":
+        return MixedPrecisionPolicy(reduce_dtype=torch.float32)
+    raise UserError(
+        f"trainer.precision={precision!r} is not supported with FSDP2 (lit_ffn.distributed.FSDP2Strategy): "
+        f"use one of {', '.join(FSDP2_PRECISIONS)}"
+    )
+
+
+def blocks(decoder: Decoder) -> nn.ModuleList:
+    return decoder.layers
+
+
+def apply_activation_checkpointing(decoder: Decoder) -> None:
+    """Wrap every block in ``checkpoint_wrapper`` (non-reentrant ``torch.utils.checkpoint``).
+
+    The wrapper strips its ``_checkpoint_wrapped_module.`` prefix from state
+    dicts, so checkpoints keep the plain keys.  No RNG is used in a block
+    (no dropout), so the RNG state is not stashed for the recomputation.
+    """
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper, checkpoint_wrapper
+
+    for index, block in enumerate(blocks(decoder)):
+        if not isinstance(block, CheckpointWrapper):
+            blocks(decoder)[index] = checkpoint_wrapper(block, preserve_rng_state=False)
+
+
+def apply_compile(decoder: Decoder, backend: str = "inductor") -> None:
+    """``torch.compile`` every block's ``forward``: the repeated structure compiles once and is reused.
+
+    torchtitan swaps each block for ``torch.compile(block)``, an
+    ``OptimizedModule`` whose ``_orig_mod.`` prefix then appears in plain
+    (DDP, single-device) state dicts.  Compiling the bound ``forward`` in place
+    compiles the same region — the block's body, with the activation
+    checkpoint inside it and FSDP2's hooks (registered on the module, run by
+    ``nn.Module.__call__``) outside it — and keeps every key unchanged.
+    """
+    for block in blocks(decoder):
+        if not is_compiled(block):
+            block.forward = torch.compile(block.forward, backend=backend)
+
+
+def is_compiled(block: nn.Module) -> bool:
+    return "forward" in vars(block) and hasattr(vars(block)["forward"], "_torchdynamo_orig_callable")
+
+
+def apply_fully_shard(decoder: Decoder, mesh: Any, precision: str = "32-true", reshard_after_forward: bool = True) -> None:
+    """FSDP2: ``fully_shard`` every block, then the decoder (root: embedding, final norm, head)."""
+    from torch.distributed.fsdp import fully_shard
+
+    policy = mixed_precision_policy(precision)
+    for block in blocks(decoder):
+        fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard_after_forward)
+    fully_shard(decoder, mesh=mesh, mp_policy=policy, reshard_after_forward=reshard_after_forward)
+
+
+def is_fully_sharded(module: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def parallelize(
+    decoder: Decoder,
+    *,
+    activation_checkpointing: bool = False,
+    compile: bool = False,
+    mesh: Optional[Any] = None,
+    precision: str = "32-true",
+    compile_backend: str = "inductor",
+) -> Decoder:
+    """Apply AC, then per-block compile, then FSDP2 (only when ``mesh`` is given: ModelParallelStrategy).
+
+    Idempotent: Lightning calls ``configure_model()`` once per ``fit``/``validate``/…
+    of a Trainer, and a decoder that is already sharded is left as it is.
+    ``mesh`` is the data-parallel 1-D device mesh (``LightningModule.device_mesh["data_parallel"]``).
+    """
+    if is_fully_sharded(decoder):
+        return decoder
+    if activation_checkpointing:
+        apply_activation_checkpointing(decoder)
+    if compile:
+        apply_compile(decoder, backend=compile_backend)
+    if mesh is not None:
+        apply_fully_shard(decoder, mesh, precision=precision)
+    return decoder
+
+
+def data_parallel_mesh(device_mesh: Any) -> Any:
+    """The data-parallel sub-mesh of Lightning's ``ModelParallelStrategy`` mesh; refuses tensor parallelism,
+    which lit_ffn has no plan for."""
+    if device_mesh is None:
+        return None
+    names = device_mesh.mesh_dim_names or ()
+    if "tensor_parallel" in names and device_mesh["tensor_parallel"].size() > 1:
+        raise UserError(
+            f"ModelParallelStrategy with tensor_parallel_size={device_mesh['tensor_parallel'].size()}: lit_ffn "
+            "shards with FSDP2 only; use lit_ffn.distributed.FSDP2Strategy (configs/strategy/fsdp2.yaml), or "
+            "ModelParallelStrategy with data_parallel_size = devices × num_nodes and tensor_parallel_size=1"
+        )
+    return device_mesh["data_parallel"] if "data_parallel" in names else device_mesh
+
+
+class FSDP2Strategy(ModelParallelStrategy):
+    """Lightning's ``ModelParallelStrategy`` as pure FSDP2 data parallelism.
+
+    ``data_parallel_size`` is the world size (``devices × num_nodes``) and
+    ``tensor_parallel_size`` is 1, whatever the launch — the parent's
+    ``"auto"`` would mean data-parallel across nodes and tensor-parallel within
+    one, which lit_ffn does not implement.  Everything else (device mesh,
+    distributed checkpoints, ``configure_model()`` contract, launchers) is the
+    parent's.
+
+    Args:
+        save_distributed_checkpoint: one shard file per rank in a checkpoint
+            directory (default); ``False`` gathers a single file on rank 0.
+        process_group_backend, timeout: as ``ModelParallelStrategy``.
+    """
+
+    def __init__(
+        self,
+        save_distributed_checkpoint: bool = True,
+        process_group_backend: Optional[str] = None,
+        timeout: Optional[timedelta] = default_pg_timeout,
+    ) -> None:
+        super().__init__(
+            data_parallel_size="auto",
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=save_distributed_checkpoint,
+            process_group_backend=process_group_backend,
+            timeout=timeout,
+        )
+
+    def setup_environment(self) -> None:
+        # num_nodes and the devices are known here (set by the accelerator connector).
+        self._data_parallel_size = self.num_nodes * self.num_processes
+        super().setup_environment()
+
+
+def clip_gradients(
+    module: Any, optimizer: Any, gradient_clip_val: Optional[Union[int, float]], gradient_clip_algorithm: Optional[str]
+) -> None:
+    """``LightningModule.configure_gradient_clipping`` that also clips by norm under FSDP1.
+
+    Lightning's ``FSDPStrategy`` cannot clip by norm (its precision plugin
+    raises: ``torch.nn.utils.clip_grad_norm_`` on FSDP1's flat shards would
+    compute each rank's own norm).  FSDP1's root module has the correct,
+    sharding-aware ``FullyShardedDataParallel.clip_grad_norm_``; call it.
+    Every other strategy (FSDP2's DTensor gradients included) goes through
+    Lightning's own clipping.
+    """
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    strategy = module.trainer.strategy
+    norm = gradient_clip_algorithm in (None, "norm")
+    if gradient_clip_val and norm and isinstance(strategy, FSDPStrategy):
+        strategy.model.clip_grad_norm_(gradient_clip_val)
+        return
+    module.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm)
+
+
+__all__ = [
+    "FSDP2Strategy",
+    "FSDP2_PRECISIONS",
+    "apply_activation_checkpointing",
+    "apply_compile",
+    "apply_fully_shard",
+    "clip_gradients",
+    "data_parallel_mesh",
+    "mixed_precision_policy",
+    "parallelize",
+]

@@ -1,0 +1,329 @@
+"""Plots made from runs' TensorBoard event files (PNG, matplotlib's Agg backend, no display needed).
+
+A *run directory* is a TensorBoardLogger version directory,
+``<save_dir>/<experiment>/<ffn variant>/seed_<seed>/``, holding one or more
+``events.out.tfevents.*`` files (a resumed run adds one per resume).
+
+* :func:`read_scalars` — ``{tag: [(step, value), …]}`` of one run.
+* :func:`gate_profile` — the gate statistics of one run per layer at one step
+  (default: the last logged one).
+* :func:`plot_gate_profile` — ``gates.png``: gate statistics per layer at the
+  end of training, one column of panels per run (variant).
+* :func:`plot_gate_series` — gate statistics over training, one line per layer.
+* :func:`plot_curves` — one scalar (e.g. ``val/loss``) over steps, the mean of
+  each group of runs (seeds) with its min–max band.
+
+Command line::
+
+    python -m lit_ffn.plots profile --out gates.png LABEL=RUN_DIR …
+    python -m lit_ffn.plots series --out alpha.png --stats alpha_std,s,b LABEL=RUN_DIR …
+    python -m lit_ffn.plots curves --out curves.png --tag val/loss LABEL=RUN_DIR[,RUN_DIR…] …
+
+Gate tags are those of :class:`lit_ffn.callbacks.GateStatistics`:
+``gates/layer_XX/<name>_<stat>`` (``stat`` in :data:`lit_ffn.gate_stats.STATS`)
+and ``gates/layer_XX/<scalar>``.  Nothing here knows which FFN recorded which
+name: panels show whatever the runs contain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+from lit_ffn.errors import UserError
+from lit_ffn.gate_stats import STATS
+
+PathLike = Union[str, Path]
+Series = list[tuple[int, float]]
+
+#: The statistics :func:`plot_gate_profile` shows by default, one row each.
+PROFILE_STATS = ("mean", "std", "frac_near_zero", "frac_negative", "max_abs")
+_GATE_TAG = re.compile(r"^gates/layer_(\d+)/(.+)$")
+
+
+# ------------------------------------------------------------------ reading
+def read_scalars(run_dir: PathLike) -> dict[str, Series]:
+    """All scalar series of a run: ``{tag: [(step, value), …]}`` sorted by step.
+
+    Reads every events file of the directory (TensorBoard's
+    ``EventAccumulator``, nothing dropped); a step written twice (a resumed
+    run) keeps its last value.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not any(run_dir.glob("events.out.tfevents.*")):
+        raise UserError(f"{run_dir} is not a run directory (no events.out.tfevents.* files in it)")
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    out: dict[str, Series] = {}
+    for tag in events.Tags()["scalars"]:
+        by_step = {e.step: float(e.value) for e in events.Scalars(tag)}
+        out[tag] = sorted(by_step.items())
+    return out
+
+
+def split_gate_tag(tag: str) -> Optional[tuple[int, str, Optional[str]]]:
+    """``gates/layer_03/alpha_std`` → ``(3, "alpha", "std")``; ``gates/layer_03/s`` → ``(3, "s", None)``; else None."""
+    match = _GATE_TAG.match(tag)
+    if match is None:
+        return None
+    layer, rest = int(match.group(1)), match.group(2)
+    for stat in sorted(STATS, key=len, reverse=True):  # "max_abs" before "max"
+        if rest.endswith("_" + stat) and len(rest) > len(stat) + 1:
+            return layer, rest[: -len(stat) - 1], stat
+    return layer, rest, None
+
+
+def gate_profile(run_dir_or_scalars: Union[PathLike, Mapping[str, Series]], step: Optional[int] = None) -> dict[str, list[float]]:
+    """Gate statistics per layer at ``step`` (default: the last step with gate tags).
+
+    Returns ``{"<name>_<stat>" or "<scalar>": [layer 0 value, layer 1 value, …]}``
+    (NaN where a layer lacks the tag).
+    """
+    scalars = run_dir_or_scalars if isinstance(run_dir_or_scalars, Mapping) else read_scalars(run_dir_or_scalars)
+    gate_tags = {tag: split_gate_tag(tag) for tag in scalars}
+    gate_tags = {tag: parts for tag, parts in gate_tags.items() if parts is not None}
+    if not gate_tags:
+        return {}
+    if step is None:
+        step = max(s for tag in gate_tags for s, _ in scalars[tag])
+    n_layers = 1 + max(layer for layer, _, _ in gate_tags.values())
+    profile: dict[str, list[float]] = {}
+    for tag, (layer, name, stat) in gate_tags.items():
+        key = name if stat is None else f"{name}_{stat}"
+        values = dict(scalars[tag])
+        profile.setdefault(key, [math.nan] * n_layers)[layer] = values.get(step, math.nan)
+    return profile
+
+
+def _gate_names(profile: Mapping[str, list[float]]) -> tuple[list[str], list[str]]:
+    """(recorded tensor names, learned scalar names) present in a profile, in first-seen order."""
+    names, scalars = [], []
+    for key in profile:
+        for stat in sorted(STATS, key=len, reverse=True):
+            if key.endswith("_" + stat):
+                name = key[: -len(stat) - 1]
+                if name not in names:
+                    names.append(name)
+                break
+        else:
+            scalars.append(key)
+    return names, scalars
+
+
+# ------------------------------------------------------------------ drawing
+def _figure(rows: int, cols: int, width: float = 3.6, height: float = 2.5):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig, out_png: PathLike) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    return out_png
+
+
+def plot_gate_profile(
+    runs: Mapping[str, PathLike],
+    out_png: PathLike,
+    stats: Sequence[str] = PROFILE_STATS,
+    step: Optional[int] = None,
+    title: Optional[str] = None,
+) -> Path:
+    """Gate statistics per layer at the end of training: a column per run, a row per statistic.
+
+    In each panel x is the layer and there is one line per recorded tensor
+    (``gate``, ``alpha``, ``hidden``…); a last row shows learned scalars
+    (DynamicGEGLU's ``s``, ``b``) when any run has them.  Rows share their y
+    axis so that variants compare at a glance.  ``step``: the step to show
+    (default: each run's last logged gate step).
+    """
+    if not runs:
+        raise UserError("plot_gate_profile needs at least one run")
+    profiles = {label: gate_profile(run_dir, step) for label, run_dir in runs.items()}
+    for label, profile in profiles.items():
+        if not profile:
+            raise UserError(f"run {label!r} ({runs[label]}) has no gates/ tags: was GateStatistics enabled?")
+    has_scalars = any(_gate_names(p)[1] for p in profiles.values())
+    rows = list(stats) + (["learned scalars"] if has_scalars else [])
+    fig, axes = _figure(len(rows), len(profiles))
+    for col, (label, profile) in enumerate(profiles.items()):
+        names, scalar_names = _gate_names(profile)
+        for row, stat in enumerate(rows):
+            ax = axes[row][col]
+            keys = scalar_names if stat == "learned scalars" else [f"{n}_{stat}" for n in names]
+            for key in keys:
+                if key in profile:
+                    values = profile[key]
+                    ax.plot(range(len(values)), values, marker="o", label=key)
+            if row == 0:
+                ax.set_title(label)
+            if col == 0:
+                ax.set_ylabel(stat)
+            if row == len(rows) - 1:
+                ax.set_xlabel("layer")
+            _finish_panel(ax)
+    for row in range(len(rows)):
+        _share_y(axes[row])
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_png)
+
+
+def plot_gate_series(
+    runs: Mapping[str, PathLike],
+    stats: Sequence[str],
+    out_png: PathLike,
+    title: Optional[str] = None,
+) -> Path:
+    """Gate statistics over training: a row per ``stats`` entry, a column per run, a line per layer.
+
+    ``stats`` are tag suffixes after ``gates/layer_XX/``, e.g.
+    ``["alpha_std", "s", "b", "gate_frac_near_zero"]``; a run without one
+    shows "n/a".
+    """
+    if not runs or not stats:
+        raise UserError("plot_gate_series needs at least one run and one statistic")
+    data = {label: read_scalars(run_dir) for label, run_dir in runs.items()}
+    fig, axes = _figure(len(stats), len(data))
+    for col, (label, scalars) in enumerate(data.items()):
+        for row, stat in enumerate(stats):
+            ax = axes[row][col]
+            for tag in sorted(scalars):
+                parts = split_gate_tag(tag)
+                if parts is None or (parts[1] if parts[2] is None else f"{parts[1]}_{parts[2]}") != stat:
+                    continue
+                steps, values = zip(*scalars[tag])
+                ax.plot(steps, values, marker=".", label=f"layer {parts[0]}")
+            if row == 0:
+                ax.set_title(label)
+            if col == 0:
+                ax.set_ylabel(stat)
+            if row == len(stats) - 1:
+                ax.set_xlabel("step")
+            _finish_panel(ax)
+    for row in range(len(stats)):
+        _share_y(axes[row])
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_png)
+
+
+def mean_band(series: Sequence[Series]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps, and the mean, min and max over ``series`` at each step (over the runs that have it)."""
+    by_step: dict[int, list[float]] = {}
+    for points in series:
+        for step, value in points:
+            by_step.setdefault(step, []).append(value)
+    steps = sorted(by_step)
+    return (
+        steps,
+        [sum(by_step[s]) / len(by_step[s]) for s in steps],
+        [min(by_step[s]) for s in steps],
+        [max(by_step[s]) for s in steps],
+    )
+
+
+def plot_curves(groups: Mapping[str, Sequence[PathLike]], tag: str, out_png: PathLike, title: Optional[str] = None) -> Path:
+    """``tag`` over steps: for each group (e.g. one FFN's seeds) the mean, shaded from min to max.
+
+    The legend gives the number of runs and the mean final value.
+    """
+    if not groups:
+        raise UserError("plot_curves needs at least one group of runs")
+    fig, axes = _figure(1, 1, width=6.0, height=4.0)
+    ax = axes[0][0]
+    for label, run_dirs in groups.items():
+        series = []
+        for run_dir in run_dirs:
+            scalars = read_scalars(run_dir)
+            if tag not in scalars:
+                raise UserError(f"run {run_dir} has no scalar {tag!r} (it has e.g. {', '.join(sorted(scalars)[:5])})")
+            series.append(scalars[tag])
+        if not series:
+            raise UserError(f"group {label!r} has no runs")
+        steps, mean, lo, hi = mean_band(series)
+        (line,) = ax.plot(steps, mean, label=f"{label} (n={len(series)}, final {mean[-1]:.4f})")
+        if len(series) > 1:
+            ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel(tag)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _save(fig, out_png)
+
+
+def _finish_panel(ax) -> None:
+    """Legend and integer x ticks for a panel with lines; a grey "n/a" for an empty one."""
+    if ax.lines:
+        ax.legend(fontsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def _share_y(row_axes) -> None:
+    """Give the panels of one row a common y range (ignoring empty ones)."""
+    limits = [ax.get_ylim() for ax in row_axes if ax.lines]
+    if len(limits) > 1:
+        lo, hi = min(l for l, _ in limits), max(h for _, h in limits)
+        for ax in row_axes:
+            if ax.lines:
+                ax.set_ylim(lo, hi)
+
+
+# ------------------------------------------------------------ command line
+def _labelled(items: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        label, sep, paths = item.partition("=")
+        if not sep:
+            label, paths = Path(item).as_posix(), item
+        out[label] = [p for p in paths.split(",") if p]
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lit_ffn.plots", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="kind", required=True)
+    profile = sub.add_parser("profile", help="gate statistics per layer at the end of training")
+    profile.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (or RUN_DIR)")
+    profile.add_argument("--out", required=True)
+    profile.add_argument("--stats", default=",".join(PROFILE_STATS), help="comma-separated (default: %(default)s)")
+    series = sub.add_parser("series", help="gate statistics over training, per layer")
+    series.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (or RUN_DIR)")
+    series.add_argument("--out", required=True)
+    series.add_argument("--stats", required=True, help="comma-separated, e.g. alpha_std,s,b,gate_frac_near_zero")
+    curves = sub.add_parser("curves", help="a scalar over steps, mean and min-max over each group's runs")
+    curves.add_argument("groups", nargs="+", help="LABEL=RUN_DIR[,RUN_DIR…]")
+    curves.add_argument("--out", required=True)
+    curves.add_argument("--tag", default="val/loss")
+    args = parser.parse_args(argv)
+    try:
+        if args.kind == "curves":
+            out = plot_curves(_labelled(args.groups), args.tag, args.out)
+        else:
+            runs = {label: paths[0] for label, paths in _labelled(args.runs).items()}
+            stats = [s for s in args.stats.split(",") if s]
+            out = plot_gate_profile(runs, args.out, stats) if args.kind == "profile" else plot_gate_series(runs, stats, args.out)
+    except UserError as err:
+        parser.exit(2, f"lit_ffn plots: error: {err}\n")
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
