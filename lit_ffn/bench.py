@@ -196,10 +196,22 @@ class Runner:
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         self.num_params, self.flops_per_token = num_params, flops_per_token
         self.times: list[float] = []
+        hparams = getattr(module, "hparams", {})
+        self.loss_chunk_size: Optional[int] = hparams.get("loss_chunk_size") if impl == "lit_ffn" else None
         self.cpu_times: list[float] = []  # process CPU time (all threads) per step: less sensitive to a shared CPU
         self.losses: list[float] = []
         self.peak_mem: Optional[int] = None
         self.initial_weights: Optional[dict[str, torch.Tensor]] = None  # lit_ffn SwiGLU under --compare-hf
+        self.error: Optional[str] = None
+
+    def release(self) -> None:
+        """Drop the model, its gradients and optimizer state (after an out-of-memory error)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.state.clear()
+        self.module, self.params, self.loss_fn = torch.nn.Module(), [], None  # type: ignore[assignment]
+        gc.collect()
+        if self.settings.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def step(self, tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         settings = self.settings
@@ -363,6 +375,9 @@ class MemoryMeter:
         return 0
 
     def start(self) -> None:
+        from lit_ffn.loss import release_workspace
+
+        release_workspace()  # the loss's CPU scratch buffer is counted for the model that (re)allocates it
         gc.collect()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -435,19 +450,27 @@ def run_benchmark(runner_factories: list[Callable[[], Runner]], settings: Settin
     runners: list[Runner] = []
     blocks = torch.randint(0, settings.vocab_size, (settings.warmup + settings.steps, settings.batch_size,
                                                      settings.seq_len + 1), generator=generator)
-    batches = [(block[:, :-1].contiguous().to(device), block[:, 1:].contiguous().to(device)) for block in blocks]  # same data for every model
+    # the same data for every model
+    batches = [(block[:, :-1].contiguous().to(device), block[:, 1:].contiguous().to(device)) for block in blocks]
     for factory in runner_factories:
         meter.start()
         runner = factory()
-        log(f"warming up {runner.name} ({settings.warmup} steps)")
-        for i in range(settings.warmup):
-            runner.losses.append(float(runner.step(*batches[i])))
-        _sync(device)
-        runner.peak_mem = meter.peak()
         runners.append(runner)
-    log(f"timing {settings.steps} steps of {len(runners)} model(s), interleaved")
+        log(f"warming up {runner.name} ({settings.warmup} steps)")
+        try:
+            for i in range(settings.warmup):
+                runner.losses.append(float(runner.step(*batches[i])))
+            _sync(device)
+        except torch.OutOfMemoryError:  # reported as such: a sweep over --batch-size finds the largest that fits
+            runner.error = "out of memory"
+            runner.release()
+            log(f"{runner.name}: out of memory")
+            continue
+        runner.peak_mem = meter.peak()
+    timed = [runner for runner in runners if runner.error is None]
+    log(f"timing {settings.steps} steps of {len(timed)} model(s), interleaved")
     for i in range(settings.warmup, settings.warmup + settings.steps):
-        for runner in runners:
+        for runner in timed:
             _sync(device)
             start, cpu_start = time.perf_counter(), time.process_time()
             loss = runner.step(*batches[i])
@@ -490,11 +513,15 @@ def build_report(runners: list[Runner], settings: Settings, peak: Optional[float
     tokens_per_step = settings.batch_size * settings.seq_len
     results = []
     for r in runners:
+        if r.error is not None:
+            results.append({"name": r.name, "impl": r.impl, "ffn": r.ffn, "params": r.num_params, "error": r.error,
+                            "tokens_per_step": tokens_per_step, "timed_steps": 0, "tokens_timed": 0})
+            continue
         median = statistics.median(r.times)
         tokens_per_s = tokens_per_step / median
         results.append({
             "name": r.name, "impl": r.impl, "ffn": r.ffn, "params": r.num_params,
-            "loss_chunk_size": r.module.hparams.get("loss_chunk_size") if r.impl == "lit_ffn" else None,
+            "loss_chunk_size": r.loss_chunk_size,
             "flops_per_token": r.flops_per_token, "tokens_per_step": tokens_per_step,
             "timed_steps": len(r.times), "tokens_timed": tokens_per_step * len(r.times),
             "step_time_s": {"median": median, "min": min(r.times), "max": max(r.times),
@@ -508,10 +535,10 @@ def build_report(runners: list[Runner], settings: Settings, peak: Optional[float
             "first_loss": r.losses[0] if r.losses else None, "last_loss": r.losses[-1] if r.losses else None,
         })
     ratios = []
-    hf = next((res for res in results if res["impl"] == "transformers"), None)
+    hf = next((res for res in results if res["impl"] == "transformers" and "error" not in res), None)
     if hf is not None:
         for res in results:
-            if res["impl"] == "lit_ffn" and res["ffn"] == "SwiGLU":
+            if res["impl"] == "lit_ffn" and res["ffn"] == "SwiGLU" and "error" not in res:
                 ratios.append({"lit_ffn": res["name"], "transformers": hf["name"],
                                "tokens_per_s_ratio": res["tokens_per_s"] / hf["tokens_per_s"]})
     return {
@@ -543,15 +570,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{report['timed_steps']} timed steps (interleaved); load average before "
         f"{'/'.join(f'{x:.1f}' for x in load) if load else 'n/a'}.",
         "",
-        "| model | params | step time median (min–max) | tokens/s | MFU | peak memory | first → last loss |",
-        "|---|---|---|---|---|---|---|",
+        "| model | params | step time median (min–max) | CPU time/step | tokens/s | MFU | peak memory "
+        "| first → last loss |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for res in report["results"]:
+        if "error" in res:
+            lines.append(f"| {res['name']} | {res['params'] / 1e6:.2f}M | {res['error']} | | | | | |")
+            continue
         st = res["step_time_s"]
         mfu = "n/a" if res["mfu"] is None else f"{100 * res['mfu']:.1f}%"
         lines.append(
             f"| {res['name']} | {res['params'] / 1e6:.2f}M | {st['median']:.3f} s ({st['min']:.3f}–{st['max']:.3f}) "
-            f"| {res['tokens_per_s']:,.0f} | {mfu} | {_gib(res['peak_mem_bytes'])} "
+            f"| {res['cpu_time_s_median']:.2f} s | {res['tokens_per_s']:,.0f} | {mfu} | {_gib(res['peak_mem_bytes'])} "
             f"| {res['first_loss']:.4f} → {res['last_loss']:.4f} |"
         )
     for ratio in report["ratios"]:

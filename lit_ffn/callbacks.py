@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -211,9 +211,9 @@ class GateStatistics(Callback):
         self.compiled = compiled
         self._always_eager = compiled == "eager"
         self._probes: list[tuple[nn.Module, _LayerProbe]] = []
-        self._observing: Optional[int] = None  # the logging step being observed
-        self._eager: Optional[Any] = None  # the force_eager stance while accumulators are created
-        self._last_step: Optional[int] = None
+        self._observing: int | None = None  # the logging step being observed
+        self._eager: Any | None = None  # the force_eager stance while accumulators are created
+        self._last_step: int | None = None
 
     # ----------------------------------------------------------- cadence
     def is_histogram_step(self, step: int) -> bool:
@@ -443,7 +443,7 @@ class TokenThroughputMonitor(ThroughputMonitor):
         window_size: logging steps per rate window (≥ 2).
     """
 
-    def __init__(self, available_flops: Union[float, Literal["measure"], None] = None, window_size: int = 2) -> None:
+    def __init__(self, available_flops: float | Literal["measure"] | None = None, window_size: int = 2) -> None:
         if isinstance(available_flops, str) and available_flops != "measure":
             raise UserError(f"TokenThroughputMonitor: available_flops must be a number, 'measure' or null, got {available_flops!r}")
         if isinstance(available_flops, (int, float)) and not available_flops > 0:
@@ -452,12 +452,12 @@ class TokenThroughputMonitor(ThroughputMonitor):
             raise UserError(f"TokenThroughputMonitor: window_size must be >= 2 (rates need two points), got {window_size}")
         super().__init__(batch_size_fn=samples_in_batch, length_fn=tokens_in_batch, window_size=window_size)
         self.requested_flops = available_flops
-        self._flops_cache: dict[int, Optional[float]] = {}
+        self._flops_cache: dict[int, float | None] = {}
         self._pending_flops = 0.0
         self._has_flops = True
         self._steps = 0
         self._last_log: tuple[float, int] = (0.0, 0)
-        self._val_start: Optional[float] = None
+        self._val_start: float | None = None
         self._peak_logged = False
         self._world = 1
         self._before: dict[str, float] = {"tokens_seen": 0.0, "time": 0.0}  # earlier fits of a resumed run
@@ -487,7 +487,7 @@ class TokenThroughputMonitor(ThroughputMonitor):
 
         return _plugin_to_compute_dtype(trainer.precision_plugin)
 
-    def _flops_per_batch(self, pl_module: LightningModule, batch: Any) -> Optional[float]:
+    def _flops_per_batch(self, pl_module: LightningModule, batch: Any) -> float | None:
         """``pl_module.flops_per_batch`` if defined (ThroughputMonitor's contract), else
         ``pl_module.flops_per_token(T)·B·T`` (cached per ``T``), else None."""
         if hasattr(pl_module, "flops_per_batch"):
@@ -596,7 +596,7 @@ class TokenThroughputMonitor(ThroughputMonitor):
 
 
 # ---------------------------------------------------------------- hparams
-def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[str, Union[int, float, str, bool]]:
+def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[str, int | float | str | bool]:
     """A flat ``{name: scalar}`` description of a run for TensorBoard's HPARAMS view.
 
     ``ffn`` is the variant name of the run directory (``GEGLU-approximate=tanh``),
@@ -661,7 +661,7 @@ class HyperparameterSummary(Callback):
         metrics: scalar tags shown as HPARAMS metric columns.
     """
 
-    def __init__(self, metrics: Optional[list[str]] = None) -> None:
+    def __init__(self, metrics: list[str] | None = None) -> None:
         super().__init__()
         self.metrics = list(metrics) if metrics is not None else ["val/loss", "val/ppl", "train/loss"]
 

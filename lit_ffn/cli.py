@@ -23,6 +23,7 @@ TOOLS = {
     "params": "lit_ffn.params:main",
     "bench": "lit_ffn.bench:main",
     "consolidate": "lit_ffn.consolidate:main",
+    "plots": "lit_ffn.plots:main",
 }
 
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")

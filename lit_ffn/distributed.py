@@ -7,9 +7,9 @@ applies, in torchtitan's order (``torchtitan/models/llama3/infra/parallelize.py`
    (``torch.distributed``'s ``checkpoint_wrapper``; a block's activations are
    recomputed in backward instead of stored: memory ∝ L·B·T·D block inputs
    instead of every intermediate, for ~⅓ more compute);
-2. ``torch.compile`` of every block, in place (``nn.Module.compile``), so the
-   state-dict keys stay those of the plain model and checkpoints move freely
-   between compiled and eager runs;
+2. ``torch.compile`` of every block's ``forward``, in place (see
+   :func:`apply_compile`), so the state-dict keys stay those of the plain
+   model and checkpoints move freely between compiled and eager runs;
 3. FSDP2 ``fully_shard`` of every block, then of the decoder (the root).
 
 The root group holds the embedding, the final norm and (untied) head.  That
@@ -37,7 +37,7 @@ keeps its fp32 op list — softmax, norms — in fp32.)
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from lightning.fabric.plugins.collectives.torch_collective import default_pg_timeout
@@ -221,13 +221,15 @@ def clip_gradients(
 
 
 __all__ = [
-    "FSDP2Strategy",
     "FSDP2_PRECISIONS",
+    "FSDP2Strategy",
     "apply_activation_checkpointing",
     "apply_compile",
     "apply_fully_shard",
     "clip_gradients",
     "data_parallel_mesh",
+    "is_compiled",
+    "is_fully_sharded",
     "mixed_precision_policy",
     "parallelize",
 ]

@@ -33,7 +33,7 @@ calls — the caller decides when to reduce across ranks and read back.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -117,6 +117,20 @@ class LitFFNCLI(LightningCLI):
                     "with another --trainer.logger.init_args.version (or .name)"
                 )
 
+    def instantiate_classes(self) -> None:
+        # jsonargparse wraps an exception raised in an __init__ (e.g. a callback's
+        # UserError for a bad YAML value) in its own ValueError: unwrap it so the
+        # CLI prints the UserError's one line.
+        try:
+            super().instantiate_classes()
+        except Exception as err:  # re-raised unless a UserError is inside
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, UserError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
     @staticmethod
     def _name_run(config: Any) -> Optional[Path]:
         """Fill in the TensorBoard logger's version; return the run directory (None: no such logger)."""

@@ -73,7 +73,8 @@ def _scratch(rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> 
     buffer = _CPU_WORKSPACE.get(dtype)
     if buffer is None or buffer.numel() < numel:
         _CPU_WORKSPACE.pop(dtype, None)  # free the old one before allocating the larger one
-        buffer = _CPU_WORKSPACE[dtype] = torch.empty(numel, dtype=dtype)
+        with torch.inference_mode(False):  # a buffer born in validation must serve training too
+            buffer = _CPU_WORKSPACE[dtype] = torch.empty(numel, dtype=dtype)
     return buffer[:numel].view(rows, cols)
 
 
@@ -184,7 +185,7 @@ def linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,
-    chunk_size: Optional[int] = 4096,
+    chunk_size: Optional[int] = 1024,
 ) -> torch.Tensor:
     """Mean next-token loss of ``hidden (..., D) @ weight (V, D)ᵀ`` vs ``targets (...)``.
 

@@ -188,7 +188,7 @@ class Decoder(nn.Module):
                 module.reset_parameters()
 
     def forward(
-        self, tokens: torch.Tensor, targets: Optional[torch.Tensor] = None, loss_chunk_size: Optional[int] = 4096
+        self, tokens: torch.Tensor, targets: Optional[torch.Tensor] = None, loss_chunk_size: Optional[int] = 1024
     ) -> torch.Tensor:
         """(B, T) ids → (B, T, D) final hidden states, or with ``targets`` (B, T)
         the mean next-token loss (chunked over tokens, see ``lit_ffn.loss``).

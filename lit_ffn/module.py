@@ -81,7 +81,7 @@ class LitDecoder(L.LightningModule):
         weight_decay: float = 0.1,
         warmup_steps: int = 0,
         min_lr_ratio: float = 0.1,
-        loss_chunk_size: int = 4096,
+        loss_chunk_size: int = 1024,
         compile: bool = False,
         activation_checkpointing: bool = False,
         nonfinite: NonFiniteMode = "raise",
@@ -210,6 +210,11 @@ class LitDecoder(L.LightningModule):
         # one fused kernel per step (CPU: 6x faster than foreach on the 19M-entry embedding, docs/benchmarks.md)
         fused = self.device.type in ("cuda", "cpu")
         optimizer = torch.optim.AdamW(self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused)
+        # Lightning's mixed-precision plugin refuses to clip gradients for an optimizer that "unscales
+        # internally" (fused AdamW), even under bf16-mixed where there is no GradScaler at all (upstream
+        # issue Lightning-AI/pytorch-lightning#21435).  Declining that role makes Lightning (and, under
+        # 16-mixed, the GradScaler) unscale before clipping, as for any optimizer; the step stays fused.
+        optimizer._step_supports_amp_scaling = False
         total_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, int(total_steps), hp.min_lr_ratio)

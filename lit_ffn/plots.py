@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
 
 from lit_ffn.errors import UserError
 from lit_ffn.gate_stats import STATS
 
-PathLike = Union[str, Path]
+PathLike = str | Path
 Series = list[tuple[int, float]]
 
 #: The statistics :func:`plot_gate_profile` shows by default, one row each.
@@ -66,7 +66,7 @@ def read_scalars(run_dir: PathLike) -> dict[str, Series]:
     return out
 
 
-def split_gate_tag(tag: str) -> Optional[tuple[int, str, Optional[str]]]:
+def split_gate_tag(tag: str) -> tuple[int, str, str | None] | None:
     """``gates/layer_03/alpha_std`` → ``(3, "alpha", "std")``; ``gates/layer_03/s`` → ``(3, "s", None)``; else None."""
     match = _GATE_TAG.match(tag)
     if match is None:
@@ -78,7 +78,7 @@ def split_gate_tag(tag: str) -> Optional[tuple[int, str, Optional[str]]]:
     return layer, rest, None
 
 
-def gate_profile(run_dir_or_scalars: Union[PathLike, Mapping[str, Series]], step: Optional[int] = None) -> dict[str, list[float]]:
+def gate_profile(run_dir_or_scalars: PathLike | Mapping[str, Series], step: int | None = None) -> dict[str, list[float]]:
     """Gate statistics per layer at ``step`` (default: the last step with gate tags).
 
     Returns ``{"<name>_<stat>" or "<scalar>": [layer 0 value, layer 1 value, …]}``
@@ -135,8 +135,8 @@ def plot_gate_profile(
     runs: Mapping[str, PathLike],
     out_png: PathLike,
     stats: Sequence[str] = PROFILE_STATS,
-    step: Optional[int] = None,
-    title: Optional[str] = None,
+    step: int | None = None,
+    title: str | None = None,
 ) -> Path:
     """Gate statistics per layer at the end of training: a column per run, a row per statistic.
 
@@ -182,7 +182,7 @@ def plot_gate_series(
     runs: Mapping[str, PathLike],
     stats: Sequence[str],
     out_png: PathLike,
-    title: Optional[str] = None,
+    title: str | None = None,
 ) -> Path:
     """Gate statistics over training: a row per ``stats`` entry, a column per run, a line per layer.
 
@@ -232,7 +232,7 @@ def mean_band(series: Sequence[Series]) -> tuple[list[int], list[float], list[fl
     )
 
 
-def plot_curves(groups: Mapping[str, Sequence[PathLike]], tag: str, out_png: PathLike, title: Optional[str] = None) -> Path:
+def plot_curves(groups: Mapping[str, Sequence[PathLike]], tag: str, out_png: PathLike, title: str | None = None) -> Path:
     """``tag`` over steps: for each group (e.g. one FFN's seeds) the mean, shaded from min to max.
 
     The legend gives the number of runs and the mean final value.
@@ -296,7 +296,7 @@ def _labelled(items: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lit_ffn.plots", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="kind", required=True)
     profile = sub.add_parser("profile", help="gate statistics per layer at the end of training")

@@ -37,10 +37,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lit_ffn import callbacks as cb_module  # noqa: E402
-from lit_ffn.callbacks import GateStatistics  # noqa: E402
-from lit_ffn.ffn import BUILTIN_FFNS  # noqa: E402
-from lit_ffn.module import LitDecoder  # noqa: E402
+from lit_ffn import callbacks as cb_module
+from lit_ffn.callbacks import GateStatistics
+from lit_ffn.ffn import BUILTIN_FFNS
+from lit_ffn.module import LitDecoder
 
 
 class StepTimer(L.Callback):

@@ -65,7 +65,9 @@ def _kill_in_save(trainer: L.Trainer, step: int, marker: Path) -> None:
             files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
             for file in files:
                 os.truncate(file, file.stat().st_size // 2)
-            marker.write_text(str(filepath))
+            partial = marker.with_name(marker.name + ".tmp")
+            partial.write_text(str(filepath))
+            os.replace(partial, marker)  # the test polls for the marker: never let it see an empty one
         while True:  # the test sends SIGKILL to the process group
             time.sleep(1)
 
@@ -190,10 +192,29 @@ def launch(argv: list[str], launcher: str, logs: Path, **env: str) -> tuple[int,
 
 
 def _kill(procs: list[subprocess.Popen]) -> None:
+    """SIGKILL the run: its process group and every descendant.
+
+    torchrun starts its workers in sessions of their own, so killing the group
+    alone would orphan them (hanging in a collective until gloo's timeout);
+    the descendants are listed before anything is killed."""
+    import psutil
+
+    descendants = []
+    for proc in procs:
+        try:
+            descendants += psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
     try:
         os.killpg(procs[0].pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for child in descendants:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(descendants, timeout=30)
     for proc in procs:
         proc.wait()
 
@@ -259,15 +280,21 @@ def make_runs(strategy: str, data_dir: Path, base: Path) -> Runs:
                 marker.read_text(), resume_output)
 
 
+# Kept at module level, not in the fixture: a fixture imported into two test modules is two
+# fixtures to pytest (one per module), and these runs are the expensive part of the suite.
+_RUNS: dict[str, Runs] = {}
+_BASE: list[Path] = []
+
+
 @pytest.fixture(scope="session")
 def scaleout_runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Runs]:
     """``scaleout_runs("fsdp2" | "ddp")``: the two 2-process CPU runs of that strategy, made once per session."""
-    cache: dict[str, Runs] = {}
-    base = tmp_path_factory.mktemp("scaleout")
 
     def get(strategy: str) -> Runs:
-        if strategy not in cache:
-            cache[strategy] = make_runs(strategy, tiny_dataset, base)
-        return cache[strategy]
+        if strategy not in _RUNS:
+            if not _BASE:
+                _BASE.append(tmp_path_factory.mktemp("scaleout"))
+            _RUNS[strategy] = make_runs(strategy, tiny_dataset, _BASE[0])
+        return _RUNS[strategy]
 
     return get

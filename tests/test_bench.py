@@ -131,3 +131,36 @@ def test_hf_weight_names_cover_the_whole_model() -> None:
                                       num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
                                       tie_word_embeddings=False)
     assert set(hf_state_dict(ours)) == set(transformers.Qwen3ForCausalLM(config).state_dict())
+
+
+def test_out_of_memory_is_reported_and_the_others_still_run(tiny_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that runs out of memory in its warm-up becomes an 'out of memory' row (sweeps over --batch-size)."""
+    from lit_ffn import bench as bench_module
+
+    real_step = bench_module.Runner.step
+
+    def step(self, tokens, targets):  # noqa: ANN001, ANN202
+        if self.loss_chunk_size == 0:
+            raise torch.OutOfMemoryError("simulated")
+        return real_step(self, tokens, targets)
+
+    monkeypatch.setattr(bench_module.Runner, "step", step)
+    report = bench_module.bench(["--config", str(tiny_config), "--loss-chunk-size", "0", "16", "--steps", "1",
+                                 "--warmup", "1", "--peak-tflops", "1"], log=lambda _: None)
+    plain, chunked = report["results"]
+    assert plain["error"] == "out of memory" and plain["timed_steps"] == 0 and "tokens_per_s" not in plain
+    assert "error" not in chunked and chunked["timed_steps"] == 1
+    assert "| lit_ffn GEGLU (plain loss) | 0.03M | out of memory |" in bench_module.render_markdown(report)
+
+
+def test_fit_with_bf16_mixed_gradient_clipping_and_fused_adamw(tiny_dataset: Path, tmp_path: Path) -> None:
+    """What the bench times must also train: bf16-mixed + gradient clipping with the (fused) AdamW fit uses.
+
+    Lightning's mixed-precision plugin raises for fused optimizers when clipping (Lightning issue #21435);
+    LitDecoder.configure_optimizers works around it."""
+    from tests.conftest import tiny_fit_args
+
+    args = tiny_fit_args(tiny_dataset, tmp_path, "--trainer.precision=bf16-mixed", "--trainer.gradient_clip_val=0.5",
+                         steps=2)
+    assert main(args) == 0
+    assert (tmp_path / "runs" / "tiny").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import lightning as L
 import pytest
@@ -25,7 +25,7 @@ from lit_ffn import gate_stats
 from lit_ffn.callbacks import GateStatistics, GradNormMonitor, TokenThroughputMonitor, _LayerProbe
 from lit_ffn.cli import main
 from lit_ffn.errors import UserError
-from lit_ffn.ffn import BUILTIN_FFNS, DynamicGEGLU, GateRecorder, SwiGLU
+from lit_ffn.ffn import BUILTIN_FFNS, DynamicGEGLU, SwiGLU
 from lit_ffn.module import LitDecoder
 from tests.conftest import tiny_fit_args
 
@@ -483,3 +483,14 @@ def test_mean_band_over_seeds() -> None:
 
     steps, mean, lo, hi = mean_band([[(0, 1.0), (10, 3.0)], [(0, 3.0), (10, 5.0), (20, 7.0)]])
     assert steps == [0, 10, 20] and mean == [2.0, 4.0, 7.0] and lo == [1.0, 3.0, 7.0] and hi == [3.0, 5.0, 7.0]
+
+
+def test_bad_callback_value_in_yaml_is_one_line(tmp_path: Path, capsys) -> None:
+    bad = {"trainer": {"callbacks": [{"class_path": "lit_ffn.callbacks.GateStatistics", "init_args": {"every_n_steps": 0}}]}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    argv = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(tmp_path / "bad.yaml"),
+            f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == "lit_ffn: error: GateStatistics: every_n_steps must be >= 1, got 0"

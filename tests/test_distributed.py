@@ -8,7 +8,6 @@ sharding is needed); the 2-process CPU runs shared with ``tests/test_resume.py``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -178,6 +177,7 @@ def test_fsdp1_norm_clipping_goes_to_the_fsdp_root() -> None:
 
 
 # ------------------------------------------------------- 2-process CPU runs
+@pytest.mark.scaleout
 def test_fsdp2_and_ddp_train_the_same_model(scaleout_runs) -> None:  # noqa: F811
     fsdp2, ddp = scaleout_runs("fsdp2"), scaleout_runs("ddp")
     for rank in (0, 1):
@@ -190,6 +190,7 @@ def test_fsdp2_and_ddp_train_the_same_model(scaleout_runs) -> None:  # noqa: F81
                 assert ra["pre_clip_norm"] == pytest.approx(rb["pre_clip_norm"], rel=1e-4)
 
 
+@pytest.mark.scaleout
 @pytest.mark.parametrize("strategy", ["fsdp2", "ddp"])
 def test_gradient_clipping_by_norm(scaleout_runs, strategy: str) -> None:  # noqa: F811
     records = [r for r in read_records(scaleout_runs(strategy).reference_records, 0) if r["batch_idx"] != NAN_BATCH]
@@ -199,6 +200,7 @@ def test_gradient_clipping_by_norm(scaleout_runs, strategy: str) -> None:  # noq
         assert r["post_clip_norm"] == pytest.approx(CLIP, rel=1e-5)  # …and got it, over all shards
 
 
+@pytest.mark.scaleout
 def test_consolidate_sharded_checkpoint_loads_on_one_cpu(scaleout_runs, tmp_path: Path, capsys) -> None:  # noqa: F811
     from lit_ffn.module import LitDecoder
 

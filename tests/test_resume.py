@@ -20,6 +20,7 @@ import torch
 
 from tests.scaleout_helpers import KILL_STEP, STEPS, read_records, scaleout_runs  # noqa: F401 - fixture
 
+pytestmark = pytest.mark.scaleout
 STRATEGIES = ["fsdp2", "ddp"]
 GOOD_STEP = 2  # the last complete checkpoint before the killed save (every_n_train_steps=2)
 
