@@ -5,7 +5,8 @@
     lit_ffn bench --config configs/quickstart.yaml                         # the config's FFN
     lit_ffn bench --config configs/quickstart.yaml --ffn swiglu geglu dynamic_geglu
     lit_ffn bench --config configs/quickstart.yaml --compare-hf --json bench.json --markdown bench.md
-    lit_ffn bench --config configs/paper/X.yaml --device cuda --precision bf16-mixed --compile --compare-hf
+    lit_ffn bench --config configs/quickstart.yaml --loss-chunk-size 4096 1024 0   # one model per value
+    lit_ffn bench --config configs/paper/qwen3_83m.yaml --device cuda --compile --compare-hf
 
 What is timed: one training step = forward (loss included: lit_ffn's chunked
 cross-entropy, transformers' ``labels=`` loss) + backward + gradient clipping
@@ -15,9 +16,16 @@ with the device synchronised before and after each step.  ``--warmup`` steps
 per model are run first (optimizer state, compilation, allocator warm-up) and
 not timed; then the models' timed steps are **interleaved** round-robin, so
 that every model sees the same machine load (a shared CPU, a GPU's clocks).
+The optimizer is the one ``lit_ffn fit`` builds (``LitDecoder.configure_optimizers``:
+fused AdamW on CPU and CUDA); ``--compile`` applies what ``configure_model()``
+applies without FSDP2 (:func:`lit_ffn.distributed.parallelize`: per-block
+``torch.compile``), and compiles transformers' decoder layers the same way.
 
-Reported per model: step time (median, min, max, IQR), tokens/s
-(B·T / median step time), MFU and peak memory.
+Reported per model: step time (median, min, max, quartiles), the process CPU
+time per step (all threads; on a shared CPU less load-sensitive than wall
+time), tokens/s (B·T / median step time), MFU and peak memory; a model that
+runs out of GPU memory in its warm-up is reported as ``out of memory`` (so a
+loop over ``--batch-size`` finds the largest micro-batch that fits).
 
 * MFU = tokens/s · F / peak FLOP/s, with F = :func:`lit_ffn.model.flops_per_token`
   = 6·(non-embedding parameters + V·D for the head matmul, tied or not) +
@@ -334,8 +342,7 @@ def hf_state_dict(decoder: Any, clone: bool = False) -> dict[str, torch.Tensor]:
     for name, tensor in decoder.state_dict().items():
         tensor = tensor.detach().clone() if clone else tensor
         if name.startswith("layers."):
-            prefix, _, rest = name.partition(".")
-            index, _, rest = rest.partition(".")
+            index, _, rest = name.removeprefix("layers.").partition(".")
             for old, new in parts.items():
                 if rest.startswith(old):
                     rest = new + rest[len(old):]
@@ -468,6 +475,9 @@ def run_benchmark(runner_factories: list[Callable[[], Runner]], settings: Settin
             continue
         runner.peak_mem = meter.peak()
     timed = [runner for runner in runners if runner.error is None]
+    if len(timed) > 1:  # one untimed step each: buffers shared across models (the loss's CPU workspace) settle
+        for runner in timed:
+            runner.step(*batches[settings.warmup - 1])
     log(f"timing {settings.steps} steps of {len(timed)} model(s), interleaved")
     for i in range(settings.warmup, settings.warmup + settings.steps):
         for runner in timed:

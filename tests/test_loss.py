@@ -197,3 +197,19 @@ def test_workspace_made_under_inference_mode_serves_training() -> None:
     loss = linear_cross_entropy(hidden, weight, targets, chunk_size=4)
     loss.backward()
     assert torch.allclose(loss, reference(hidden.detach(), weight, targets), atol=1e-6)
+
+
+def test_workspace_made_under_inference_mode_serves_training() -> None:
+    """Lightning validates under torch.inference_mode(); the kept CPU buffer must still work in training after."""
+    from lit_ffn.loss import release_workspace
+
+    g = torch.Generator().manual_seed(8)
+    hidden = torch.randn(30, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(60, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 60, (30,), generator=g)
+    release_workspace()
+    with torch.inference_mode():
+        linear_cross_entropy(hidden, weight, targets, chunk_size=16)
+    got = torch.autograd.grad(linear_cross_entropy(hidden, weight, targets, chunk_size=16), (hidden, weight))
+    torch.testing.assert_close(got, torch.autograd.grad(reference(hidden, weight, targets), (hidden, weight)))
+    release_workspace()
