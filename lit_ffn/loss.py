@@ -19,27 +19,32 @@ instead of (N, V) logits and their (N, V) gradient.  The matmul FLOPs are those
 of the plain loss (3 matmuls of 2·N·V·D).
 
 Per chunk of C rows, everything happens in one fp32 (C, V) buffer that is
-reused for every chunk (so the logits are written once and read by a few
-passes, and no (C, V) temporary is ever allocated):
+reused for every chunk (the logits are written once and read by a few passes;
+no (C, V) temporary is ever allocated):
 
-    1. z = H_c Wᵀ                       matmul into the buffer (via a bf16 buffer when the
-                                        matmuls run in bf16: AMX / tensor cores)
-    2. t = z[y],  m = max z             two reads
-    3. z ← exp(z − m), s = Σ z          ``sub_``/``exp_`` in place, one sum
-       lse = m + log s                  (``torch.logsumexp`` would be the same math but
-                                        allocates two more (C, V) temporaries: 3× slower on CPU)
-    4. z ← z · (1/N)/s,  z[y] −= 1/N    the softmax gradient, in place
-    5. ∂H_c = z W  (written straight into its rows of ∂H),  ∂W (+)= zᵀ H_c
+    1. z = H_c Wᵀ                       matmul into the buffer (via a bf16 buffer and one copy
+                                        when the matmuls run in bf16: AMX / tensor cores)
+    2. t = z[y],  m = max z             a gather and one read
+    3. E = exp(z − m) in place, s = Σ E ``sub_``/``exp_`` and one sum: lse = m + log s
+                                        (``torch.logsumexp`` is the same math but allocates a
+                                        (C, V) temporary: ~3× slower on CPU)
+    4. with r = 1/N (0 for ignored rows), ∂ℓ/∂z = (r/s)·E − r·onehot(y); its row scales and
+       its one-hot part are applied on the small (C, D) side of the two matmuls, so the
+       (C, V) block is never rescaled or scattered into:
+           ∂H_c  = (r/s)·(E W) − r·W[y]          (written straight into its rows of ∂H)
+           ∂W   += Eᵀ ((r/s)·H_c) − scatter_y(r·H_c)   (the first chunk writes, no zeros)
 
 On CPU, torch has no caching allocator: every fresh (C, V) tensor is a new
-``mmap`` whose pages the kernel faults in and zeroes on first touch, which
-costs about as much as the matmul that fills it.  The buffer is therefore kept
-between calls on CPU (:func:`release_workspace` frees it); on CUDA the caching
-allocator already does this.
+``mmap`` whose pages the kernel faults in and zeroes on first touch (measured:
+filling a fresh 622 MB block took 3.6× as long as refilling a reused one).
+The buffer is therefore kept between calls on CPU (:func:`release_workspace`
+frees it); on CUDA the caching allocator already does this.
 
 Under autocast (Lightning's ``bf16-mixed``) the three matmuls run in the
-autocast dtype, like ``F.linear`` would, while the softmax, the loss and ∂W are
-accumulated in fp32 and the gradients are returned in the dtypes of the inputs.
+autocast dtype, like ``F.linear`` would, while the softmax, the loss, ∂H and ∂W
+are accumulated in fp32 and the gradients are returned in the dtypes of the
+inputs.  Nothing here synchronises host and device (1/N stays a tensor).
+Measurements: ``docs/benchmarks.md``.
 
 Written by hand because the fused kernels that exist (Liger's
 ``LigerFusedLinearCrossEntropyLoss``, Apple's ``cut-cross-entropy``) are
