@@ -663,9 +663,27 @@ def settings_from(args: argparse.Namespace, merged: dict[str, Any], cfg: Any) ->
     )
 
 
+def check_output_path(path: Optional[str], flag: str) -> None:
+    """Make sure ``path`` can be written before minutes of benchmarking: create
+    its parent directories; a directory or an unwritable place is a UserError."""
+    if not path:
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{flag} {path}: is a directory; give a file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot create the directory {out.parent} ({err.strerror or err})") from None
+    if not os.access(out if out.exists() else out.parent, os.W_OK):
+        raise UserError(f"{flag} {path}: not writable")
+
+
 def bench(argv: list[str], log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> dict[str, Any]:
     """Run ``lit_ffn bench`` with ``argv``; return the report (also written where asked)."""
     args = build_parser().parse_args(argv)
+    check_output_path(args.json, "--json")
+    check_output_path(args.markdown, "--markdown")
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     cfg, merged = load_config(args.config)
     settings = settings_from(args, merged, cfg)

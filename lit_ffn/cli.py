@@ -11,6 +11,7 @@ not in a traceback.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 import warnings
@@ -26,7 +27,8 @@ TOOLS = {
     "plots": "lit_ffn.plots:main",
 }
 
-LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+#: LightningCLI subcommands lit_ffn supports (no ``predict``: LitDecoder has no predict_step).
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
 
 
 def _run_tool(name: str, argv: list[str]) -> int:
@@ -41,22 +43,43 @@ def _usage() -> str:
         "  lit_ffn prepare --input FILES… --output DIR      tokenize text into litdata chunks\n"
         "  lit_ffn ablate --config B.yaml --ffn A B --out D  multi-seed FFN study and its report\n"
         "  lit_ffn params --config B.yaml                   parameter counts of every FFN variant\n"
+        "  lit_ffn bench --config B.yaml [--ffn A B] …      time training steps on this device (--help for all)\n"
         "  lit_ffn consolidate CKPT_DIR OUT.ckpt            sharded (FSDP) checkpoint -> one file for one CPU\n"
+        "  lit_ffn plots profile|series|curves --out X.png …  PNG plots from runs' TensorBoard event files\n"
     )
+
+
+def _unknown_command(name: str) -> int:
+    commands = LIGHTNING_SUBCOMMANDS + tuple(TOOLS)
+    close = difflib.get_close_matches(name, commands, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    sys.stderr.write(f"lit_ffn: error: unknown command '{name}'{hint}; commands: {', '.join(commands)}\n")
+    return 2
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        sys.stderr.write(_usage())
+        return 2
+    if argv[0] in ("-h", "--help"):
         sys.stdout.write(_usage())
-        return 0 if argv else 2
+        return 0
     if argv[0] in TOOLS:
         return _run_tool(argv[0], argv[1:])
+    if argv[0] not in LIGHTNING_SUBCOMMANDS and not argv[0].startswith("-"):
+        return _unknown_command(argv[0])
 
     from lit_ffn.errors import user_error_message
     from lit_ffn.lightning_cli import LitFFNCLI
 
+    # Two warnings that do not apply to lit_ffn runs and would teach users to ignore warnings:
+    # lit_ffn's datasets split their items across DataLoader workers themselves (litdata's
+    # StreamingDataset; ValBlocks by worker id), so their __len__ is right with any num_workers;
+    # the LeafSpec deprecation is raised inside Lightning 2.6 by newer torch releases.
+    warnings.filterwarnings("ignore", message=".*`IterableDataset` has `__len__` defined")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
     if not from_command_line:  # called from Python with explicit argv: that is intended
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended")
     try:

@@ -372,5 +372,5 @@ def _warn_if_validation_is_cut(trainer: Any, num_batches: int) -> None:
     if 0 < sanity < num_batches and trainer.state.fn == "fit":
         rank_zero_warn(
             f"trainer.num_sanity_val_steps={sanity} checks {sanity} of the {num_batches} validation batches, "
-            "whose loss is logged as val/loss at step 0: set it to -1 (the whole set) or 0"
+            "so no step-0 val/loss is logged: set it to -1 (the whole set, logged at step 0) or 0"
         )

@@ -32,7 +32,12 @@ no (C, V) temporary is ever allocated):
        its one-hot part are applied on the small (C, D) side of the two matmuls, so the
        (C, V) block is never rescaled or scattered into:
            ∂H_c  = (r/s)·(E W) − r·W[y]          (written straight into its rows of ∂H)
-           ∂W   += Eᵀ ((r/s)·H_c) − scatter_y(r·H_c)   (the first chunk writes, no zeros)
+           ∂W   += Eᵀ ((v/s)·H_c) − scatter_y(v·H_c)   (v = 1 for valid rows, 0 for ignored;
+                                                 the first chunk writes, no zeros)
+       and ∂W is multiplied by 1/N once, in fp32, after the last chunk.  Keeping 1/N out
+       of the low-precision operand matters under fp16: r/s ≈ 1/(N·V) ≈ 2e-10 for a
+       32k-token batch is below fp16's smallest subnormal (6e-8) and would zero the whole
+       softmax part of ∂W, while 1/s ≥ 1/V stays representable (bf16 has fp32's range).
 
 On CPU, torch has no caching allocator: every fresh (C, V) tensor is a new
 ``mmap`` whose pages the kernel faults in and zeroes on first touch (measured:
@@ -153,7 +158,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                 # and the one-hot part are applied on the small (C, D) side of the two matmuls:
                 #   ∂H_c = (r/s)·(E W) − r·W[y],     ∂W += Eᵀ((r/s)·H_c) − scatter_y(r·H_c)
                 # so the (C, V) block is only written by the matmul and exp, never rescaled.
-                r = valid.to(acc_dtype)[:, None] * inv_n  # (C, 1)
+                v = valid.to(acc_dtype)[:, None]  # (C, 1): 1 valid, 0 ignored
+                r = v * inv_n  # (C, 1)
                 row_scale = r / sum_exp  # (C, 1)
                 h_acc = h.to(acc_dtype)
                 e = exp if low_buf is None else low.copy_(exp)
@@ -163,7 +169,8 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                 else:
                     gh.copy_(torch.mm(e, w, out=grad_hidden_part[: stop - start]))
                 gh.mul_(row_scale).sub_(w.index_select(0, y_safe).to(acc_dtype) * r)
-                h_scaled = (h_acc * row_scale).to(mm_dtype)
+                # ∂W is accumulated without its 1/N (applied after the loop): see the module docstring
+                h_scaled = (h_acc * (v / sum_exp)).to(mm_dtype)
                 if low_buf is not None:
                     torch.mm(e.t(), h_scaled, out=grad_weight_part)
                     if start == 0:
@@ -174,8 +181,11 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
                     torch.mm(e.t(), h_scaled, out=grad_weight)
                 else:
                     grad_weight.addmm_(e.t(), h_scaled)
-                grad_weight.index_add_(0, y_safe, h_acc * r, alpha=-1)
+                grad_weight.index_add_(0, y_safe, h_acc * v, alpha=-1)
             if compute_grad:
+                if n == 0:  # no rows: the loop wrote nothing into the (empty, uninitialised) buffers
+                    grad_weight.zero_()
+                grad_weight.mul_(inv_n)
                 ctx.save_for_backward(grad_hidden.to(hidden.dtype), grad_weight.to(weight.dtype))
         return total * inv_n
 

@@ -30,6 +30,17 @@ def ffn_name(ffn: Any) -> str:
     return getattr(ffn, "__name__", type(ffn).__name__)
 
 
+#: Name components that wrappers insert into parameter names: FSDP1, activation checkpointing, torch.compile.
+WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
+
+
+def unwrapped_parameter_name(name: str) -> str:
+    """``layers.0._checkpoint_wrapped_module.ffn.w_up.weight`` → ``layers.0.ffn.w_up.weight``."""
+    for prefix in WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """LR multiplier: linear warmup from 1/warmup to 1, then cosine decay to ``min_lr_ratio``.
 
@@ -105,9 +116,17 @@ class LitDecoder(L.LightningModule):
             tie_embeddings=tie_embeddings,
             init_std=init_std,
         )
+        # Weight decay is decided here, from the shapes as built: under FSDP1 every parameter
+        # later becomes a flat 1-D shard, so `ndim` at configure_optimizers time would say nothing.
+        self.parameter_ndims = {name: param.ndim for name, param in self.model.named_parameters()}
         self.nonfinite_guard = NonFiniteGuard(nonfinite)
-        self.val_loss = MeanMetric()
-        self.test_loss = MeanMetric()
+        self._step_losses: list[Optional[torch.Tensor]] = []  # this optimizer step's micro-batch losses
+        # A NaN batch must make val/loss NaN: torchmetrics' default ("warn") drops it from the mean
+        # and reports a finite loss of a diverged model on part of the set, and "disable" (torchmetrics
+        # 1.9) also drops the weights (an unweighted mean over batches).  A float strategy replaces
+        # NaN by that float and keeps the weights: replacing NaN by NaN propagates it.
+        self.val_loss = MeanMetric(nan_strategy=float("nan"))
+        self.test_loss = MeanMetric(nan_strategy=float("nan"))
 
     # ------------------------------------------------------------------ steps
     @staticmethod
@@ -122,8 +141,10 @@ class LitDecoder(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         tokens, targets = self.split_batch(batch)
         loss = self(tokens, targets)
-        if self.nonfinite_guard.check(self, loss):  # raises, or marks the step to be skipped
-            self.log("train/loss", loss, prog_bar=True)
+        finite = self.nonfinite_guard.check(self, loss)  # raises, or marks the step to be skipped
+        # train/loss is the optimizer step's loss: the mean over its micro-batches (all of
+        # equal token count) here, then over ranks when it is logged in on_before_optimizer_step.
+        self._step_losses.append(loss.detach() if finite else None)
         return loss
 
     def _eval_step(self, batch: torch.Tensor, metric: MeanMetric) -> None:
@@ -185,8 +206,14 @@ class LitDecoder(L.LightningModule):
 
         clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
+    def on_train_epoch_start(self) -> None:
+        self._step_losses = []
+
     def on_before_optimizer_step(self, optimizer: Any) -> None:
-        self.nonfinite_guard.before_optimizer_step(optimizer)  # a skipped step: drop its gradients
+        losses, self._step_losses = self._step_losses, []
+        if losses and all(loss is not None for loss in losses):  # not logged for a skipped step
+            self.log("train/loss", torch.stack(losses).mean(), prog_bar=True, sync_dist=True)
+        self.nonfinite_guard.before_optimizer_step(optimizer, self)  # drop or check this step's gradients
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nonfinite_guard"] = self.nonfinite_guard.state_dict()
@@ -196,10 +223,20 @@ class LitDecoder(L.LightningModule):
 
     # -------------------------------------------------------------- optimizer
     def parameter_groups(self) -> list[dict[str, Any]]:
+        """AdamW groups: ``decay`` (matrices: Linear and embedding weights) and ``no_decay``
+        (norms, biases, scalars such as DynamicGEGLU's s and b), by each parameter's shape
+        as built (:attr:`parameter_ndims`), whatever wrapping happened since."""
         decay, no_decay = [], []
-        for param in self.model.parameters():
-            if param.requires_grad:
-                (decay if param.ndim >= 2 else no_decay).append(param)
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            ndim = self.parameter_ndims.get(unwrapped_parameter_name(name))
+            if ndim is None:
+                raise RuntimeError(
+                    f"parameter '{name}' of the wrapped model was not in the model as built: "
+                    "cannot tell whether it is a matrix (extend lit_ffn.module.WRAPPER_PREFIXES)"
+                )
+            (decay if ndim >= 2 else no_decay).append(param)
         return [
             {"params": decay, "weight_decay": self.hparams.weight_decay, "name": "decay"},
             {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},

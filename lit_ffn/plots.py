@@ -13,11 +13,11 @@ A *run directory* is a TensorBoardLogger version directory,
 * :func:`plot_curves` — one scalar (e.g. ``val/loss``) over steps, the mean of
   each group of runs (seeds) with its min–max band.
 
-Command line::
+Command line (``python -m lit_ffn.plots …`` works too)::
 
-    python -m lit_ffn.plots profile --out gates.png LABEL=RUN_DIR …
-    python -m lit_ffn.plots series --out alpha.png --stats alpha_std,s,b LABEL=RUN_DIR …
-    python -m lit_ffn.plots curves --out curves.png --tag val/loss LABEL=RUN_DIR[,RUN_DIR…] …
+    lit_ffn plots profile --out gates.png LABEL=RUN_DIR …
+    lit_ffn plots series --out alpha.png --stats alpha_std,s,b LABEL=RUN_DIR …
+    lit_ffn plots curves --out curves.png --tag val/loss LABEL=RUN_DIR[,RUN_DIR…] …
 
 Gate tags are those of :class:`lit_ffn.callbacks.GateStatistics`:
 ``gates/layer_XX/<name>_<stat>`` (``stat`` in :data:`lit_ffn.gate_stats.STATS`)
@@ -297,7 +297,7 @@ def _labelled(items: Sequence[str]) -> dict[str, list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lit_ffn.plots", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lit_ffn plots", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="kind", required=True)
     profile = sub.add_parser("profile", help="gate statistics per layer at the end of training")
     profile.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (or RUN_DIR)")

@@ -1,9 +1,10 @@
 """Statistics for comparing FFN variants over seeds.
 
 A study trains every variant with ``n`` seeds and compares each variant's
-final validation loss with the baseline's.  The seeds are independent runs, so
-each variant is a sample ``x_1 … x_n`` and the question "is variant A better
-than B?" is a two-sample test on means with possibly unequal variances:
+final validation loss with the baseline's.  Each variant is a sample
+``x_1 … x_n``; "is variant A better than B?" is a two-sample test on means
+with possibly unequal variances (Welch), or, since run A and run B with the
+same seed see the same data order, a paired test on the per-seed differences:
 
 * :func:`summarize` — mean ``x̄ = Σx_i/n`` and *sample* standard deviation
   ``s = sqrt(Σ(x_i − x̄)²/(n − 1))`` (ddof = 1; undefined for n = 1).
@@ -18,6 +19,18 @@ than B?" is a two-sample test on means with possibly unequal variances:
   The t distribution and the test come from :mod:`scipy.stats`
   (``ttest_ind(equal_var=False)``, ``t.ppf``); the CI excludes 0 exactly when
   p < 0.05, since both come from the same t statistic.
+* :func:`paired` — the paired t-test of the per-seed differences.  In a
+  lit_ffn study the seed fixes the data order (and the initial embedding,
+  drawn first) for every variant, so run A with seed s and run B with seed s
+  are a matched pair: much of the seed-to-seed spread is shared and cancels
+  in ``d_s = x_{A,s} − x_{B,s}``.  Over the n seeds both have::
+
+      d̄  = Σ d_s / n,   s_d = sqrt(Σ(d_s − d̄)²/(n − 1)),   se = s_d/√n
+      t   = d̄ / se,     ν = n − 1
+      p   = 2·(1 − F_ν(|t|)),   CI = d̄ ± t_{0.975, ν}·se
+
+  (``scipy.stats.ttest_rel``).  Welch's test stays valid but ignores the
+  pairing, so it has far less power when seeds differ more than variants do.
 * :func:`holm` — Holm–Bonferroni adjusted p-values for the k comparisons of
   one study.  Hand-written because scipy has no Holm correction (it only
   offers Benjamini–Hochberg FDR via ``scipy.stats.false_discovery_control``)
@@ -28,7 +41,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -46,8 +59,9 @@ class Summary:
 
 
 @dataclass(frozen=True)
-class WelchResult:
-    """Welch's t-test of ``diff = mean(a) − mean(b)``; NaN where undefined (n < 2 or se = 0)."""
+class TTestResult:
+    """A two-sided t-test of ``diff`` (Welch: mean(a) − mean(b); paired: mean of a_s − b_s) with its
+    CI; NaN where undefined (too few values, or se = 0)."""
 
     diff: float
     ci_low: float
@@ -62,6 +76,10 @@ class WelchResult:
     def significant(self) -> bool:
         """p < 1 − confidence (equivalently: the CI excludes 0)."""
         return bool(self.p < 1.0 - self.confidence)
+
+
+#: Welch's test result (the name the report and older code use).
+WelchResult = TTestResult
 
 
 def summarize(values: Iterable[float]) -> Summary:
@@ -98,6 +116,32 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> W
     """Welch's two-sided t-test of ``mean(a) − mean(b)`` with its ``confidence`` CI."""
     sa, sb = summarize(a), summarize(b)
     return welch_from_stats(sa.mean, sa.std, sa.n, sb.mean, sb.std, sb.n, confidence)
+
+
+def paired(
+    a: Mapping[int, float], b: Mapping[int, float], confidence: float = 0.95, rtol: float = 1e-13
+) -> TTestResult:
+    """Paired two-sided t-test of ``a_s − b_s`` over the keys (seeds) both have (module docstring).
+
+    A standard error below ``rtol · max |value|`` counts as zero (the same difference for every
+    seed up to the values' rounding: no test); pass the values' own precision, e.g. ~1e-6 for
+    float32 TensorBoard scalars."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    d = np.asarray([a[s] - b[s] for s in seeds], dtype=np.float64)
+    n = int(d.size)
+    diff = float(d.mean()) if n else math.nan
+    if n < 2:
+        return TTestResult(diff, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, confidence)
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    if se <= rtol * max(max(abs(a[s]), abs(b[s])) for s in seeds):  # no spread (up to rounding): no test
+        return TTestResult(diff, math.nan, math.nan, math.nan, float(n - 1), math.nan, 0.0, confidence)
+    result = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
+    half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * se
+    return TTestResult(
+        diff, diff - half, diff + half, float(result.statistic), float(n - 1), float(result.pvalue), se, confidence
+    )
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -140,10 +184,12 @@ def format_p(p: float) -> str:
 
 __all__ = [
     "Summary",
+    "TTestResult",
     "WelchResult",
     "format_mean_std",
     "format_p",
     "holm",
+    "paired",
     "summarize",
     "welch",
     "welch_from_stats",

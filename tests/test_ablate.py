@@ -20,8 +20,10 @@ import pytest
 import torch
 import yaml
 
-from lit_ffn import ablate
-from lit_ffn.ablate import DONE, Pair, Study, in_process_launcher, subprocess_launcher
+from lit_ffn import ablate, ablation_report, study as study_module
+from lit_ffn.ablate import in_process_launcher, subprocess_launcher
+from lit_ffn.errors import UserError
+from lit_ffn.study import DONE, Pair, Study
 from tests.conftest import TINY_VOCAB
 
 TINY_MODEL = {"vocab_size": TINY_VOCAB, "dim": 32, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1, "head_dim": 16}
@@ -286,7 +288,7 @@ def test_report_table_holds_the_hand_computed_statistics(tmp_path: Path) -> None
             )
     write_run(study, Pair("swiglu", 2), [(0, 6.0), (5, 1.0)], done=False)  # an unfinished run is not counted
 
-    paths = ablate.write_report(study)
+    paths = ablation_report.write_report(study)
     assert set(paths) == {"md", "csv", "curves", "gates"}
     with open(paths["csv"]) as f:
         rows = {r["variant"]: r for r in csv.DictReader(f)}
@@ -300,9 +302,16 @@ def test_report_table_holds_the_hand_computed_statistics(tmp_path: Path) -> None
     assert float(rows["geglu"]["df"]) == pytest.approx(2.0, rel=1e-5)
     assert float(rows["geglu"]["p_welch"]) == pytest.approx(1 - abs(t) / math.sqrt(2 + t * t), rel=1e-5)
     assert float(rows["geglu"]["ci95_low"]) == pytest.approx(-0.3 - 4.302653 * se, rel=1e-5)
-    n, mean_std, delta, ci, p, _, verdict, _, _, tps = table["geglu"]
+    n, mean_std, delta, ci, p, _, paired_ci, p_paired, _, verdict, _, _, tps = table["geglu"]
     assert (n, mean_std, delta, ci, p) == ("2", "4.2000 ± 0.1414", "-0.3000", "[-0.9085, +0.3085]", "0.1679")
-    assert verdict == "no detectable difference"
+    # per seed geglu − swiglu = −0.3, −0.3: no spread, no paired test, so the verdict falls back to Welch
+    assert (paired_ci, p_paired) == ("— (2)", "n/a")
+    assert verdict == "no detectable difference (Welch)"
+    # relu − swiglu per seed = +0.55, +0.45: d̄ = 0.5, s_d = √0.005, se = 0.05, t = 10, ν = 1 (Cauchy):
+    # p = 1 − (2/π)·atan(10) = 0.0635, t_{.975, 1} = tan(0.475π) = 12.7062 → CI 0.5 ± 0.6353
+    assert float(rows["relu"]["paired_t"]) == pytest.approx(10.0, rel=1e-4)  # float32 TensorBoard scalars
+    assert float(rows["relu"]["p_paired"]) == pytest.approx(1 - 2 / math.pi * math.atan(10), rel=1e-4)
+    assert table["relu"][6:10] == ["[-0.1353, +1.1353] (2)", "0.0635", "0.0635", "no detectable difference (paired)"]
     # relu vs swiglu: se² = 0.005/2 + 0.02/2, t = 0.5/√0.0125 = 4.472; Holm over k = 2 doubles the smaller p
     p_relu = float(rows["relu"]["p_welch"])
     assert float(rows["relu"]["t"]) == pytest.approx(0.5 / math.sqrt(0.0125), rel=1e-5)
@@ -310,21 +319,22 @@ def test_report_table_holds_the_hand_computed_statistics(tmp_path: Path) -> None
     smaller, larger = sorted([p_relu, p_geglu])
     holm = {p_relu: min(1, 2 * p_relu) if p_relu == smaller else max(min(1, 2 * smaller), larger)}
     assert float(rows["relu"]["p_holm"]) == pytest.approx(holm[p_relu], rel=1e-9)
-    assert table["swiglu"][:2] == ["2", "4.5000 ± 0.1414"] and table["swiglu"][6] == "baseline"
-    assert "p (Holm, k=2)" in md and "Welch" in md and "swiglu seed 2: started, not finished" in md
+    assert table["swiglu"][:2] == ["2", "4.5000 ± 0.1414"] and table["swiglu"][9] == "baseline"
+    assert "p (Welch, Holm k=2)" in md and "p (paired, Holm k=2)" in md and "swiglu seed 2: started, not finished" in md
+    assert "| relu | +0.5500 | +0.4500 | — |" in md  # the per-seed differences
     # params: the tiny model counted on the meta device = the real model's count
     from lit_ffn.ffn import ReLUFFN
     from lit_ffn.model import Decoder
 
     real = Decoder(ReLUFFN, **TINY_MODEL)
-    assert table["relu"][7] == f"{sum(p.numel() for p in real.parameters()):,}"
-    assert table["relu"][8] == f"{sum(p.numel() for layer in real.layers for p in layer.ffn.parameters()):,}"
+    assert table["relu"][10] == f"{sum(p.numel() for p in real.parameters()):,}"
+    assert table["relu"][11] == f"{sum(p.numel() for layer in real.layers for p in layer.ffn.parameters()):,}"
     # tokens/s: the throughput tag's median (200); else the train/loss wall times' median rate:
     # 4·32 = 128 tokens per step, intervals of 1, 1, 1 and 7 s (a validation) → median 128
-    assert tps == "128" and table["swiglu"][9] == "200" and table["relu"][9] == "—"
+    assert tps == "128" and table["swiglu"][12] == "200" and table["relu"][12] == "—"
     assert rows["swiglu"]["tokens_per_s_source"] == "train/tokens_per_sec"
     # gates.png: drawn from runs that logged gates/layer_XX/… tags
-    assert ablate.read_run(study, Pair("geglu", 0)).has_gates
+    assert ablation_report.read_run(study, Pair("geglu", 0)).has_gates
     assert paths["gates"].read_bytes()[:4] == b"\x89PNG"
 
 
@@ -339,10 +349,29 @@ def test_significant_difference_is_flagged(tmp_path: Path) -> None:
     for seed, (a, b) in enumerate([(5.00, 4.90), (5.01, 4.91), (5.02, 4.92)]):
         write_run(study, Pair("swiglu", seed), [(9, a)])
         write_run(study, Pair("geglu", seed), [(9, b)])
-    md = ablate.write_report(study)["md"].read_text()
-    _, _, delta, ci, _, _, verdict, *_ = main_table(md)["geglu"]
-    assert verdict == "**lower loss than swiglu** (p < 0.05)" and delta == "-0.1000" and ci.startswith("[-0.1")
-    assert "gates" not in ablate.write_report(study)  # no gate statistics logged: no gates.png
+    md = ablation_report.write_report(study)["md"].read_text()
+    _, _, delta, ci, _, _, _, _, _, verdict, *_ = main_table(md)["geglu"]
+    # the same −0.1 for every seed: no paired test (no spread), Welch's test decides
+    assert verdict == "**lower loss than swiglu** (Welch p < 0.05)" and delta == "-0.1000" and ci.startswith("[-0.1")
+    assert "gates" not in ablation_report.write_report(study)  # no gate statistics logged: no gates.png
+
+
+def test_a_difference_hidden_by_the_seed_spread_is_found_by_the_paired_test(tmp_path: Path) -> None:
+    """Seeds 0, 1, 2 move both variants by 0.5 each; geglu − swiglu = −0.10, −0.09, −0.11 per seed:
+    d̄ = −0.1, s_d = 0.01, t = −0.1/(0.01/√3) = −17.32, ν = 2 → p = 1 − |t|/√(2 + t²) = 0.0033.
+    Welch's test, blind to the pairing, sees two overlapping samples of spread 0.5."""
+    repo = Path(__file__).resolve().parents[1] / "configs" / "ffn"
+    study = Study(tmp_path / "s", ["base.yaml"], {"swiglu": str(repo / "swiglu.yaml"), "geglu": str(repo / "geglu.yaml")},
+                  [0, 1, 2])
+    for seed, (a, b) in enumerate([(5.0, 4.9), (5.5, 5.41), (6.0, 5.89)]):
+        write_run(study, Pair("swiglu", seed), [(9, a)])
+        write_run(study, Pair("geglu", seed), [(9, b)])
+    md = ablation_report.write_report(study)["md"].read_text()
+    row = main_table(md)["geglu"]
+    t = -0.1 / (0.01 / math.sqrt(3))
+    assert float(row[4]) > 0.5  # Welch
+    assert row[7] == f"{1 - abs(t) / math.sqrt(2 + t * t):.4f}" == "0.0033"
+    assert row[9] == "**lower loss than swiglu** (paired p < 0.05)"
 
 
 def test_print_commands_follow_each_pairs_state(tmp_path: Path, tiny_dataset: Path, capsys) -> None:
@@ -383,7 +412,7 @@ def test_print_commands_follow_each_pairs_state(tmp_path: Path, tiny_dataset: Pa
     assert first[first.index("--model.lr") + 1] == "0.5"
     assert "configs/ffn/geglu_tanh.yaml" in lines[1] and "--seed_everything=4" in lines[3]
 
-    study = ablate.make_study(
+    study = study_module.make_study(
         out, [str(base)], ["swiglu", "geglu_tanh"], [3, 4], ["--trainer.max_steps=7", "--model.lr", "0.5"], "exp"
     )
     done, interrupted = study.run_dir(Pair("swiglu", 3)), study.run_dir(Pair("geglu_tanh", 3))
@@ -467,9 +496,9 @@ def test_user_errors_are_one_line(tmp_path: Path, capsys, extra: list[str], mess
 def test_a_study_directory_refuses_other_settings_but_takes_more_variants_and_seeds(tmp_path: Path) -> None:
     base = tmp_path / "base.yaml"
     base.write_text("model:\n  dim: 32\n")
-    ablate.make_study(tmp_path / "s", [str(base)], ["swiglu"], [0], ["--trainer.max_steps=5"]).save()
-    with pytest.raises(ablate.UserError, match="overrides"):
-        ablate.make_study(tmp_path / "s", [str(base)], ["swiglu"], [0], ["--trainer.max_steps=6"])
-    grown = ablate.make_study(tmp_path / "s", [str(base)], ["relu"], [1], ["--trainer.max_steps=5"])
+    study_module.make_study(tmp_path / "s", [str(base)], ["swiglu"], [0], ["--trainer.max_steps=5"]).save()
+    with pytest.raises(UserError, match="overrides"):
+        study_module.make_study(tmp_path / "s", [str(base)], ["swiglu"], [0], ["--trainer.max_steps=6"])
+    grown = study_module.make_study(tmp_path / "s", [str(base)], ["relu"], [1], ["--trainer.max_steps=5"])
     assert list(grown.variants) == ["swiglu", "relu"] and grown.seeds == [0, 1]
     assert grown.baseline_name == "swiglu"  # the study's first variant stays the baseline

@@ -110,6 +110,28 @@ def test_bench_user_errors_are_one_line(tiny_config: Path, capsys: pytest.Captur
     assert line.startswith("lit_ffn bench: error:") and message in line
 
 
+def test_bench_output_paths_are_checked_before_benchmarking(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """--json/--markdown: missing directories are created up front; a bad path fails at once, in one line."""
+    from lit_ffn.bench import check_output_path
+    from lit_ffn.errors import UserError
+
+    out = tmp_path / "new" / "dir" / "bench.json"
+    check_output_path(str(out), "--json")
+    assert out.parent.is_dir() and not out.exists()
+    check_output_path(None, "--json")  # not asked for: nothing to check
+
+    with pytest.raises(UserError, match="is a directory"):
+        check_output_path(str(tmp_path), "--markdown")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="cannot create the directory"):
+        check_output_path(str(tmp_path / "a_file" / "bench.md"), "--markdown")
+
+    # through the CLI: the error comes before the config is even read (no benchmark runs)
+    assert main(["bench", "--config", "never_read.yaml", "--json", str(tmp_path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("lit_ffn bench: error: --json") and "is a directory" in line
+
+
 def test_bench_bad_model_value_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = dict(TINY, model={**TINY["model"], "dim": "wide"})
     path = tmp_path / "bad.yaml"

@@ -22,7 +22,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from lit_ffn import gate_stats
-from lit_ffn.callbacks import GateStatistics, GradNormMonitor, TokenThroughputMonitor, _LayerProbe
+from lit_ffn.callbacks import GateStatistics, GradNormMonitor, TokenThroughputMonitor, _LayerProbe, sharded_total_norm
 from lit_ffn.cli import main
 from lit_ffn.errors import UserError
 from lit_ffn.ffn import BUILTIN_FFNS, DynamicGEGLU, SwiGLU
@@ -494,3 +494,28 @@ def test_bad_callback_value_in_yaml_is_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == "lit_ffn: error: GateStatistics: every_n_steps must be >= 1, got 0"
+
+
+@pytest.mark.parametrize("norm_type", [1.0, 2.0, 3.0, math.inf])
+def test_sharded_total_norm_equals_the_norm_of_the_whole(norm_type: float) -> None:
+    """FSDP1 gives each rank a flat piece of every gradient: the ranks' Σ|g|ᵖ (max for ∞) combine
+    into the norm of the whole.  Two ranks are simulated: 'all_reduce' adds the other rank's value."""
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(5, 7, generator=g), torch.randn(11, generator=g), torch.randn(3, 2, generator=g)]
+    flat = [t.reshape(-1) for t in grads]
+    shards = [[t[: t.numel() // 3] for t in flat], [t[t.numel() // 3 :] for t in flat] + [torch.empty(0)]]
+    expected = torch.nn.utils.get_total_norm(grads, norm_type=norm_type)
+
+    def local_value(rank: int) -> torch.Tensor:
+        captured = {}
+        sharded_total_norm(shards[rank], norm_type, lambda t, op: captured.setdefault("v", (t.clone(), op)))
+        return captured["v"]
+
+    for rank in (0, 1):
+        other, op = local_value(1 - rank)
+
+        def all_reduce(tensor: torch.Tensor, op_: str, other=other, op=op) -> None:
+            assert op_ == op
+            tensor.copy_(torch.maximum(tensor, other) if op_ == "max" else tensor + other)
+
+        torch.testing.assert_close(sharded_total_norm(shards[rank], norm_type, all_reduce), expected)

@@ -212,3 +212,32 @@ def test_refused_resume_keeps_the_runs_config(tmp_path: Path, tiny_dataset: Path
                                "--trainer.max_steps=4", "--data.num_workers=2"])
     assert "num_workers" in line
     assert (run_dir / "config.yaml").read_text() == before
+
+
+COMMANDS = "commands: fit, validate, test, prepare, ablate, params, bench, consolidate, plots"
+
+
+def test_mistyped_command_suggests_the_closest(capsys: pytest.CaptureFixture) -> None:
+    line = error_line(capsys, ["prepar", "--input", "x.txt"])
+    assert line == f"lit_ffn: error: unknown command 'prepar' (did you mean 'prepare'?); {COMMANDS}"
+    line = error_line(capsys, ["xyzzy"])
+    assert line == f"lit_ffn: error: unknown command 'xyzzy'; {COMMANDS}"  # nothing close: no suggestion
+
+
+def test_predict_is_not_a_command(capsys: pytest.CaptureFixture) -> None:
+    """LitDecoder has no predict_step: `predict` is refused like any unknown command, not handed to Lightning."""
+    line = error_line(capsys, ["predict", "--config", QUICKSTART])
+    assert line.startswith("lit_ffn: error: unknown command 'predict'") and line.endswith(COMMANDS)
+    assert main(["--help"]) == 0
+    assert "predict" not in capsys.readouterr().out
+
+
+def test_usage_without_arguments_is_an_error_help_is_not(capsys: pytest.CaptureFixture) -> None:
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: lit_ffn {fit,validate,test,prepare,")
+    for flag in ("-h", "--help"):
+        assert main([flag]) == 0
+        out, err = capsys.readouterr()
+        assert err == "" and out.startswith("usage: lit_ffn")
+        assert "lit_ffn bench --config" in out and "lit_ffn plots profile|series|curves" in out

@@ -326,3 +326,45 @@ def test_nonfinite_loss_skip_leaves_weights_and_optimizer_untouched(tmp_path: Pa
     events.Reload()
     assert [e.value for e in events.Scalars("train/nonfinite_skipped")][-1] == 1.0
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["nonfinite_guard"] == {"skipped": 1}
+
+
+class _NaNGradientAt(L.Callback):
+    """At one batch, the final norm's weight gets a NaN gradient while the loss stays finite."""
+
+    def __init__(self, batch_idx: int) -> None:
+        self.batch_idx, self.handle = batch_idx, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.batch_idx:
+            self.handle = pl_module.model.norm.weight.register_hook(lambda grad: grad * float("nan"))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+
+def test_nonfinite_gradient_with_finite_loss_is_skipped(tmp_path: Path, tiny_dataset: Path) -> None:
+    from lit_ffn.lightning_cli import LitFFNCLI
+
+    args = tiny_fit_args(tiny_dataset, tmp_path, "--model.nonfinite=skip", "--trainer.gradient_clip_val=1.0", steps=6)
+    cli = LitFFNCLI(args=args[1:], run=False)
+    watch = _WatchStep(batch_idx=3)
+    cli.trainer.callbacks += [_NaNGradientAt(batch_idx=3), watch]
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+    assert all(torch.equal(watch.before[k], watch.after[k]) for k in watch.before)  # clipping spread nothing
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+    assert watch.adam_steps == {STEPS - 1} and cli.model.nonfinite_guard.skipped == 1
+
+
+def test_nonfinite_gradient_with_finite_loss_stops_the_run(tmp_path: Path, tiny_dataset: Path) -> None:
+    from lit_ffn.guards import NonFiniteLossError
+    from lit_ffn.lightning_cli import LitFFNCLI
+
+    args = tiny_fit_args(tiny_dataset, tmp_path, "--checkpoint.every_n_train_steps=2", steps=6)
+    cli = LitFFNCLI(args=args[1:], run=False)
+    cli.trainer.callbacks.append(_NaNGradientAt(batch_idx=3))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite gradients \(the loss was finite\) at step 3;.*step 2"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert all(torch.isfinite(p).all() for p in cli.model.parameters())

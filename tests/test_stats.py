@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lit_ffn.stats import format_mean_std, format_p, holm, summarize, welch, welch_from_stats
+from lit_ffn.stats import format_mean_std, format_p, holm, paired, summarize, welch, welch_from_stats
 
 
 def test_summary_is_mean_and_sample_std() -> None:
@@ -91,3 +91,31 @@ def test_formatting() -> None:
     assert format_mean_std(4.9266, 0.012) == "4.9266 ± 0.0120"  # at least 4 decimals
     assert format_mean_std(4.9, float("nan")) == "4.9000"
     assert format_p(0.16796) == "0.1680" and format_p(1e-6) == "<1e-4" and format_p(float("nan")) == "n/a"
+
+
+def test_paired_t_test_by_hand() -> None:
+    """d = a − b over the common seeds 0, 1, 2 = [1, 2, 3] (seed 7 of a has no partner): d̄ = 2, s_d = 1,
+    se = 1/√3, t = 2√3, ν = 2; for ν = 2, p = 1 − |t|/√(2 + t²) and t_{.975} = 4.302653 (closed forms
+    as in the Welch test above)."""
+    r = paired({0: 1.0, 1: 2.5, 2: 4.0, 7: 9.0}, {0: 0.0, 1: 0.5, 2: 1.0})
+    t = 2 * math.sqrt(3)
+    assert r.diff == 2.0 and r.df == 2.0
+    assert r.se == pytest.approx(1 / math.sqrt(3), rel=1e-12)
+    assert r.t == pytest.approx(t, rel=1e-12)
+    assert r.p == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-9)  # 0.0742
+    u = 0.975
+    t_crit = (2 * u - 1) / math.sqrt(2 * u * (1 - u))
+    assert r.ci_low == pytest.approx(2 - t_crit / math.sqrt(3), rel=1e-9)
+    assert r.ci_high == pytest.approx(2 + t_crit / math.sqrt(3), rel=1e-9)
+    # the same numbers unpaired: the seed-to-seed spread (1.5 per seed in a) hides the difference
+    assert welch([1.0, 2.5, 4.0], [0.0, 0.5, 1.0]).p > r.p
+
+
+def test_paired_undefined_cases_are_nan() -> None:
+    assert math.isnan(paired({0: 1.0}, {0: 0.5}).p)  # one pair
+    assert math.isnan(paired({0: 1.0, 1: 2.0}, {2: 0.5, 3: 1.0}).diff)  # no common seed
+    constant = paired({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5})  # the same difference for every seed
+    assert constant.diff == 0.5 and constant.se == 0.0 and math.isnan(constant.p)
+    # differences equal up to the values' rounding (float32 scalars) are "no spread" at that precision
+    rounded = {0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.5 + 3e-7}
+    assert not math.isnan(paired(*rounded).p) and math.isnan(paired(*rounded, rtol=1e-6).p)

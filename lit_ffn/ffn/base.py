@@ -28,8 +28,10 @@ rounds one *unit* ``u = round(4·d/3 / m)·m`` and sets
 * 3-matrix hidden width ``2·u``   →  parameters ``3·d·2u = 6·d·u``
 * 2-matrix hidden width ``3·u``   →  parameters ``2·d·3u = 6·d·u``
 
-which are exactly equal for every width (bias-free; biases add ``3u + d`` vs
-``4u + d``), and both within ``m/2`` of the ideal.
+which are exactly equal for every width (bias-free; with biases the 2-matrix
+FFN adds ``3u + d``, the 3-matrix one ``4u + d``).  ``u`` is within ``m/2`` of
+``4·d/3``, so the widths are within ``m`` (3-matrix) and ``1.5·m`` (2-matrix)
+of Shazeer's ``8/3·d`` and ``4·d``.
 """
 
 from __future__ import annotations
