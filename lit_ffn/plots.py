@@ -164,18 +164,8 @@ def plot_gate_profile(
                 if key in profile:
                     values = profile[key]
                     ax.plot(range(len(values)), values, marker="o", label=key)
-            if row == 0:
-                ax.set_title(label)
-            if col == 0:
-                ax.set_ylabel(stat)
-            if row == len(rows) - 1:
-                ax.set_xlabel("layer")
-            _finish_panel(ax)
-    for row in range(len(rows)):
-        _share_y(axes[row])
-    if title:
-        fig.suptitle(title)
-    return _save(fig, out_png)
+            _label_panel(ax, row, col, len(rows), label, stat, "layer")
+    return _finish_grid(fig, axes, title, out_png)
 
 
 def plot_gate_series(
@@ -203,18 +193,8 @@ def plot_gate_series(
                     continue
                 steps, values = zip(*scalars[tag])
                 ax.plot(steps, values, marker=".", label=f"layer {parts[0]}")
-            if row == 0:
-                ax.set_title(label)
-            if col == 0:
-                ax.set_ylabel(stat)
-            if row == len(stats) - 1:
-                ax.set_xlabel("step")
-            _finish_panel(ax)
-    for row in range(len(stats)):
-        _share_y(axes[row])
-    if title:
-        fig.suptitle(title)
-    return _save(fig, out_png)
+            _label_panel(ax, row, col, len(stats), label, stat, "step")
+    return _finish_grid(fig, axes, title, out_png)
 
 
 def mean_band(series: Sequence[Series]) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -260,6 +240,27 @@ def plot_curves(groups: Mapping[str, Sequence[PathLike]], tag: str, out_png: Pat
     ax.grid(alpha=0.3)
     if title:
         ax.set_title(title)
+    return _save(fig, out_png)
+
+
+def _label_panel(ax, row: int, col: int, n_rows: int, column_title: str, row_label: str, x_label: str) -> None:
+    """A grid panel: the run's name above the top row, the statistic left of the first column, the
+    x label under the bottom row; then :func:`_finish_panel`."""
+    if row == 0:
+        ax.set_title(column_title)
+    if col == 0:
+        ax.set_ylabel(row_label)
+    if row == n_rows - 1:
+        ax.set_xlabel(x_label)
+    _finish_panel(ax)
+
+
+def _finish_grid(fig, axes, title: str | None, out_png: PathLike) -> Path:
+    """A shared y range per row of panels, the figure's title, and the PNG."""
+    for row_axes in axes:
+        _share_y(row_axes)
+    if title:
+        fig.suptitle(title)
     return _save(fig, out_png)
 
 
