@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import yaml
 
+from lit_ffn.batch_plan import device_count
 from lit_ffn.errors import UserError
 from lit_ffn.plots import read_scalars
 from lit_ffn.study import DONE, Pair, Study
@@ -52,9 +53,9 @@ _THROUGHPUT_TAGS = ("train/tokens_per_sec",)
 def _tokens_per_step(config: dict[str, Any]) -> Optional[int]:
     """Tokens per optimizer step from a resolved config (None if the world size is not a plain number)."""
     trainer, data = config.get("trainer") or {}, config.get("data") or {}
-    devices = trainer.get("devices", 1)
-    devices = len(devices) if isinstance(devices, list) else devices
-    if not isinstance(devices, int) or devices < 1:
+    try:
+        devices = device_count(trainer.get("devices", 1))  # 8, "8", "0,1" or [0, 1]; not "auto"
+    except UserError:
         return None
     try:
         return (

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info
 
+from lit_ffn.batch_plan import plan_batches
 from lit_ffn.checkpointing import AtomicCheckpoint
 from lit_ffn.data import TokenDataModule
 from lit_ffn.errors import UserError
@@ -79,6 +81,10 @@ class LitFFNCLI(LightningCLI):
       replaces a good checkpoint) that is always there, writing
       ``last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at the
       end of fit (``checkpoint.save_top_k`` keeps step-named copies too).
+    * ``global_batch_size`` / ``val_every_n_steps`` (sequences / optimizer steps)
+      set ``trainer.accumulate_grad_batches`` / ``trainer.val_check_interval``
+      for the device count at hand (:mod:`lit_ffn.batch_plan`), so a protocol
+      stays the same on 1 or 8 GPUs.
     * the TensorBoard logger's ``version`` defaults to ``<ffn variant>/seed_<seed>``;
       ``fit`` refuses to start over a run that already has checkpoints unless
       it resumes (``--ckpt_path last``).
@@ -96,6 +102,20 @@ class LitFFNCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse parser
         parser.add_lightning_class_args(AtomicCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 100})
+        parser.add_argument(
+            "--global_batch_size",
+            type=Optional[int],
+            default=None,
+            help="sequences per optimizer step over all devices; sets trainer.accumulate_grad_batches = "
+            "global_batch_size / (data.batch_size × trainer.devices × trainer.num_nodes)",
+        )
+        parser.add_argument(
+            "--val_every_n_steps",
+            type=Optional[int],
+            default=None,
+            help="validate every N optimizer steps; sets trainer.val_check_interval (micro-batches) = "
+            "N × accumulate_grad_batches and trainer.check_val_every_n_epoch = null",
+        )
         parser.link_arguments("model.vocab_size", "data.vocab_size")
         # seed_everything may be true/false (random/none): data.seed gets 0 here and
         # the resolved seed in before_instantiate_classes.
@@ -107,6 +127,7 @@ class LitFFNCLI(LightningCLI):
         # link gave data.seed the literal True, so give the data the real seed.
         if isinstance(config.get("seed_everything"), int) and not isinstance(config.get("seed_everything"), bool):
             config.data.seed = config.seed_everything
+        self._plan_batches(config)
         run_dir = self._name_run(config)
         if self.subcommand == "fit" and run_dir is not None and config.get("ckpt_path") is None:
             existing = run_dir / "checkpoints" / "last.ckpt"
@@ -130,6 +151,30 @@ class LitFFNCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+
+    @staticmethod
+    def _plan_batches(config: Any) -> None:
+        """Turn ``global_batch_size`` / ``val_every_n_steps`` into the Trainer's micro-batch settings."""
+        global_batch, every = config.get("global_batch_size"), config.get("val_every_n_steps")
+        if global_batch is None and every is None:
+            return
+        trainer = config.trainer
+        plan = plan_batches(
+            micro_batch=config.data.batch_size,
+            devices=trainer.get("devices"),
+            num_nodes=trainer.get("num_nodes") or 1,
+            accumulate_grad_batches=trainer.get("accumulate_grad_batches") or 1,
+            val_check_interval=trainer.get("val_check_interval"),
+            global_batch_size=global_batch,
+            val_every_n_steps=every,
+        )
+        trainer.accumulate_grad_batches = plan.accumulate_grad_batches
+        summary = f"accumulate_grad_batches={plan.accumulate_grad_batches}"
+        if plan.val_check_interval is not None:
+            trainer.val_check_interval = plan.val_check_interval
+            trainer.check_val_every_n_epoch = None  # count micro-batches across epochs, not within one
+            summary += f", val_check_interval={plan.val_check_interval} micro-batches"
+        rank_zero_info(f"lit_ffn: global_batch_size={global_batch}, val_every_n_steps={every} -> {summary}")
 
     @staticmethod
     def _name_run(config: Any) -> Optional[Path]:

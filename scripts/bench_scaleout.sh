@@ -26,7 +26,7 @@ for strategy in ddp fsdp2; do
       version="${strategy}-compile_${compile}-ac_${ac}"
       "${PYTHON}" -m lit_ffn.cli fit \
         --config configs/paper/qwen3_83m.yaml --config "configs/strategy/${strategy}.yaml" \
-        --trainer.devices=1 --trainer.max_steps="${STEPS}" --trainer.accumulate_grad_batches=1 \
+        --trainer.devices=1 --trainer.max_steps="${STEPS}" --global_batch_size=null --trainer.accumulate_grad_batches=1 \
         --trainer.limit_val_batches=0 --trainer.num_sanity_val_steps=0 --trainer.log_every_n_steps=5 \
         --trainer.enable_progress_bar=false \
         --trainer.logger.init_args.save_dir="${OUT}" --trainer.logger.init_args.name="${EXPERIMENT}" \

@@ -502,3 +502,11 @@ def test_a_study_directory_refuses_other_settings_but_takes_more_variants_and_se
     grown = study_module.make_study(tmp_path / "s", [str(base)], ["relu"], [1], ["--trainer.max_steps=5"])
     assert list(grown.variants) == ["swiglu", "relu"] and grown.seeds == [0, 1]
     assert grown.baseline_name == "swiglu"  # the study's first variant stays the baseline
+
+
+@pytest.mark.parametrize(("devices", "world"), [(1, 1), ("8", 8), ("0,1", 2), ([0, 1, 2], 3), ("auto", None)])
+def test_tokens_per_step_counts_devices_as_a_saved_config_writes_them(devices, world) -> None:
+    from lit_ffn.ablation_report import _tokens_per_step
+
+    config = {"data": {"batch_size": 4, "seq_len": 32}, "trainer": {"accumulate_grad_batches": 2, "num_nodes": 2, "devices": devices}}
+    assert _tokens_per_step(config) == (None if world is None else 4 * 32 * 2 * world * 2)

@@ -1,0 +1,108 @@
+"""Global batch and validation cadence in optimizer steps, whatever the GPU count.
+
+A protocol is stated per optimizer step ("batch 128 sequences, validate every
+50 steps"), but Lightning's Trainer takes the micro-batch view:
+``accumulate_grad_batches`` and an integer ``val_check_interval`` counted in
+micro-batches.  Keeping them consistent by hand when moving from 1 GPU to 8 is
+an easy way to silently change the experiment (validation every 400 steps
+instead of 50, or a batch of 1,024).  Two top-level options of ``lit_ffn fit``
+say what is meant and this module derives Lightning's settings from them:
+
+    accumulate_grad_batches = global_batch_size / (data.batch_size · devices · num_nodes)
+    val_check_interval      = val_every_n_steps · accumulate_grad_batches      (micro-batches)
+
+Lightning has no option for either (its ``val_check_interval`` counts
+micro-batches, see ``_TrainingEpochLoop._should_check_val_fx``), hence this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Union
+
+from lit_ffn.errors import UserError
+
+Devices = Union[int, str, Sequence[int], None]
+
+
+def device_count(devices: Devices) -> int:
+    """How many devices per node ``trainer.devices`` asks for: ``4`` or ``"4"`` → 4,
+    ``[0, 1]`` or ``"0,1"`` → 2.  ``"auto"`` and ``-1`` depend on the machine, so they
+    are refused here: the global batch must not change with what a node happens to have."""
+    if isinstance(devices, bool):
+        raise UserError(f"trainer.devices={devices!r} is not a device count")
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, (list, tuple)) and devices:
+        return len(devices)
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text.isdigit() and int(text) > 0:
+            return int(text)
+        ids = [part for part in text.split(",") if part.strip()]
+        if "," in text and ids and all(part.strip().isdigit() for part in ids):
+            return len(ids)
+    raise UserError(
+        f"global_batch_size needs a definite device count, but trainer.devices={devices!r}: "
+        "set trainer.devices to a number (e.g. --trainer.devices=8)"
+    )
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Lightning's settings derived from the per-step protocol.
+
+    ``accumulate_grad_batches``: micro-batches per optimizer step on each device.
+    ``val_check_interval``: micro-batches between validations (None: not derived).
+    """
+
+    accumulate_grad_batches: int
+    val_check_interval: Optional[int]
+
+
+def plan_batches(
+    *,
+    micro_batch: int,
+    devices: Devices,
+    num_nodes: int,
+    accumulate_grad_batches: int,
+    val_check_interval: Any,
+    global_batch_size: Optional[int],
+    val_every_n_steps: Optional[int],
+) -> BatchPlan:
+    """Derive ``accumulate_grad_batches`` and ``val_check_interval`` (see the module docstring).
+
+    ``accumulate_grad_batches`` of 1 is Lightning's default and is replaced; any
+    other value, and any ``val_check_interval`` given next to ``val_every_n_steps``,
+    must agree with what is derived (a saved run config holds both) or it is an error.
+    """
+    if global_batch_size is not None and global_batch_size < 1:
+        raise UserError(f"global_batch_size must be a positive number of sequences, got {global_batch_size}")
+    if val_every_n_steps is not None and val_every_n_steps < 1:
+        raise UserError(f"val_every_n_steps must be a positive number of optimizer steps, got {val_every_n_steps}")
+    accumulate = int(accumulate_grad_batches or 1)
+    if global_batch_size is not None:
+        world = device_count(devices) * int(num_nodes or 1)
+        per_step = micro_batch * world
+        if global_batch_size % per_step:
+            raise UserError(
+                f"global_batch_size {global_batch_size} is not a multiple of data.batch_size {micro_batch} × "
+                f"{world} device(s) = {per_step}: choose a data.batch_size that divides "
+                f"{global_batch_size / world:g} sequences per device"
+            )
+        derived = global_batch_size // per_step
+        if accumulate not in (1, derived):
+            raise UserError(
+                f"trainer.accumulate_grad_batches={accumulate} contradicts global_batch_size {global_batch_size} "
+                f"(= data.batch_size {micro_batch} × {world} device(s) × {derived}): drop one of the two"
+            )
+        accumulate = derived
+    interval: Optional[int] = None
+    if val_every_n_steps is not None:
+        interval = val_every_n_steps * accumulate
+        if val_check_interval is not None and val_check_interval != interval:
+            raise UserError(
+                f"trainer.val_check_interval={val_check_interval} contradicts val_every_n_steps {val_every_n_steps} "
+                f"(= {interval} micro-batches at accumulate_grad_batches {accumulate}): set only val_every_n_steps"
+            )
+    return BatchPlan(accumulate_grad_batches=accumulate, val_check_interval=interval)
