@@ -112,6 +112,14 @@ def test_fit_steps_and_validates_per_optimizer_step_and_saves_the_derived_settin
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]
     assert (saved["accumulate_grad_batches"], saved["val_check_interval"]) == (2, 4)
 
+    # the saved config (options and derived values side by side) resumes the run
+    from lit_ffn.cli import main
+
+    assert main(["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last", "--trainer.max_steps=6"]) == 0
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert sorted({e.step for e in events.Scalars("val/loss")}) == [2, 4, 6]
+
 
 def test_a_contradiction_stops_fit_with_one_line(tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture) -> None:
     from lit_ffn.cli import main
