@@ -13,10 +13,17 @@ say what is meant and this module derives Lightning's settings from them:
 
 Lightning has no option for either (its ``val_check_interval`` counts
 micro-batches, see ``_TrainingEpochLoop._should_check_val_fx``), hence this.
+
+Both hold while an epoch is a whole number of accumulations.  At the end of an
+epoch Lightning steps the optimizer on whatever micro-batches it has (a smaller
+batch) and starts accumulating afresh, so validation, counted in micro-batches
+across epochs, drifts off the optimizer-step cadence: :func:`epoch_remainder_warning`
+says so at the start of training (``LitDecoder.on_train_start``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
@@ -106,3 +113,48 @@ def plan_batches(
                 f"(= {interval} micro-batches at accumulate_grad_batches {accumulate}): set only val_every_n_steps"
             )
     return BatchPlan(accumulate_grad_batches=accumulate, val_check_interval=interval)
+
+
+def plan_for_config(config: Any) -> Optional[BatchPlan]:
+    """The plan for a parsed ``lit_ffn fit`` config (a jsonargparse Namespace with
+    ``global_batch_size``, ``val_every_n_steps``, ``trainer`` and ``data``); None when
+    neither option is set, so Lightning's own settings stand."""
+    global_batch, every = config.get("global_batch_size"), config.get("val_every_n_steps")
+    if global_batch is None and every is None:
+        return None
+    trainer = config.trainer
+    return plan_batches(
+        micro_batch=config.data.batch_size,
+        devices=trainer.get("devices"),
+        num_nodes=trainer.get("num_nodes") or 1,
+        accumulate_grad_batches=trainer.get("accumulate_grad_batches") or 1,
+        val_check_interval=trainer.get("val_check_interval"),
+        global_batch_size=global_batch,
+        val_every_n_steps=every,
+    )
+
+
+def epoch_remainder_warning(micro_batches_per_epoch: float, accumulate_grad_batches: int, max_steps: int) -> Optional[str]:
+    """A warning when an epoch ends partway through an accumulation (None: it does not).
+
+    ``micro_batches_per_epoch``: Lightning's ``trainer.num_training_batches`` (per
+    process, after ``limit_train_batches``; ``inf`` for a loader without length).
+    Only a run that reaches the end of an epoch is affected: ``max_steps`` × accumulate
+    micro-batches more than one epoch holds, or ``max_steps`` = -1.
+    """
+    n, accumulate = micro_batches_per_epoch, int(accumulate_grad_batches)
+    if accumulate <= 1 or not n or math.isinf(n):
+        return None
+    n = int(n)
+    remainder = n % accumulate
+    if remainder == 0 or (max_steps >= 0 and max_steps * accumulate <= n):
+        return None
+    if n < accumulate:
+        fix = "use more training data or a larger data.batch_size"
+    else:
+        fix = f"set trainer.limit_train_batches={n - remainder} (a multiple of {accumulate}) or use more training data"
+    return (
+        f"an epoch holds {n} micro-batches per process, not a multiple of accumulate_grad_batches={accumulate}: "
+        f"Lightning steps the optimizer on the last {remainder} of each epoch (a smaller batch than the others) "
+        f"and validation, counted in micro-batches, drifts off its optimizer-step cadence; {fix}"
+    )

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 
-from lit_ffn.batch_plan import plan_batches
+from lit_ffn.batch_plan import plan_for_config
 from lit_ffn.checkpointing import AtomicCheckpoint
 from lit_ffn.data import TokenDataModule
 from lit_ffn.errors import UserError
@@ -127,7 +127,9 @@ class LitFFNCLI(LightningCLI):
         # link gave data.seed the literal True, so give the data the real seed.
         if isinstance(config.get("seed_everything"), int) and not isinstance(config.get("seed_everything"), bool):
             config.data.seed = config.seed_everything
-        self._plan_batches(config)
+        # fit, or run=False (the caller trains); validate/test take no optimizer step, so a saved plan is moot
+        if self.subcommand in (None, "fit"):
+            self._plan_batches(config)
         run_dir = self._name_run(config)
         if self.subcommand == "fit" and run_dir is not None and config.get("ckpt_path") is None:
             existing = run_dir / "checkpoints" / "last.ckpt"
@@ -155,19 +157,19 @@ class LitFFNCLI(LightningCLI):
     @staticmethod
     def _plan_batches(config: Any) -> None:
         """Turn ``global_batch_size`` / ``val_every_n_steps`` into the Trainer's micro-batch settings."""
-        global_batch, every = config.get("global_batch_size"), config.get("val_every_n_steps")
-        if global_batch is None and every is None:
+        try:
+            plan = plan_for_config(config)
+        except UserError as err:
+            if config.get("ckpt_path") is None:
+                raise
+            raise UserError(
+                f"{err} (resuming: run on the trainer.devices × trainer.num_nodes and with the data.batch_size "
+                "the run started with; its config.yaml holds the values derived for them)"
+            ) from None
+        if plan is None:
             return
         trainer = config.trainer
-        plan = plan_batches(
-            micro_batch=config.data.batch_size,
-            devices=trainer.get("devices"),
-            num_nodes=trainer.get("num_nodes") or 1,
-            accumulate_grad_batches=trainer.get("accumulate_grad_batches") or 1,
-            val_check_interval=trainer.get("val_check_interval"),
-            global_batch_size=global_batch,
-            val_every_n_steps=every,
-        )
+        global_batch, every = config.get("global_batch_size"), config.get("val_every_n_steps")
         trainer.accumulate_grad_batches = plan.accumulate_grad_batches
         summary = f"accumulate_grad_batches={plan.accumulate_grad_batches}"
         if plan.val_check_interval is not None:

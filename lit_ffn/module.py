@@ -8,9 +8,11 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric
 
+from lit_ffn.batch_plan import epoch_remainder_warning
 from lit_ffn.ffn import SwiGLU
 from lit_ffn.guards import NonFiniteGuard, NonFiniteMode
 from lit_ffn.model import Decoder, FFNFactory, flops_per_token
@@ -205,6 +207,12 @@ class LitDecoder(L.LightningModule):
         from lit_ffn.distributed import clip_gradients
 
         clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def on_train_start(self) -> None:
+        trainer = self.trainer
+        message = epoch_remainder_warning(trainer.num_training_batches, trainer.accumulate_grad_batches, trainer.max_steps)
+        if message is not None:
+            rank_zero_warn(message)
 
     def on_train_epoch_start(self) -> None:
         self._step_losses = []

@@ -238,6 +238,7 @@ def check_configs(study: Study) -> dict[str, Any]:
     """Parse every variant's fit arguments as ``lit_ffn fit`` would (nothing is built),
     so that a config mistake is one error now rather than a failed run per pair.
     Returns ``{variant: parsed fit config}``."""
+    from lit_ffn.batch_plan import plan_for_config
     from lit_ffn.params import FitConfigParser
 
     parser = FitConfigParser()
@@ -249,4 +250,7 @@ def check_configs(study: Study) -> dict[str, Any]:
             f"trainer.logger is {class_path or logger!r}: lit_ffn ablate needs the TensorBoardLogger "
             "(its events make the report); remove that logger setting from the base config or overrides"
         )
-    return {variant: parser.parse(study.fresh_args(Pair(variant, study.seeds[0]))[1:]) for variant in study.variants}
+    configs = {variant: parser.parse(study.fresh_args(Pair(variant, study.seeds[0]))[1:]) for variant in study.variants}
+    for config in configs.values():
+        plan_for_config(config)  # global_batch_size / val_every_n_steps errors, as `lit_ffn fit` would raise them
+    return configs

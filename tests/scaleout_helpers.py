@@ -283,6 +283,7 @@ def make_runs(strategy: str, data_dir: Path, base: Path) -> Runs:
 # Kept at module level, not in the fixture: a fixture imported into two test modules is two
 # fixtures to pytest (one per module), and these runs are the expensive part of the suite.
 _RUNS: dict[str, Runs] = {}
+_FAILED: dict[str, str] = {}  # strategy -> the test whose fixture call failed making its runs
 _BASE: list[Path] = []
 
 
@@ -291,10 +292,16 @@ def scaleout_runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
     """``scaleout_runs("fsdp2" | "ddp")``: the two 2-process CPU runs of that strategy, made once per session."""
 
     def get(strategy: str) -> Runs:
+        if strategy in _FAILED:  # the runs' directories are half made: do not retry into them
+            pytest.fail(f"the {strategy} runs failed while setting up {_FAILED[strategy]}: see that test's output")
         if strategy not in _RUNS:
             if not _BASE:
                 _BASE.append(tmp_path_factory.mktemp("scaleout"))
-            _RUNS[strategy] = make_runs(strategy, tiny_dataset, _BASE[0])
+            try:
+                _RUNS[strategy] = make_runs(strategy, tiny_dataset, _BASE[0])
+            except BaseException:
+                _FAILED[strategy] = os.environ.get("PYTEST_CURRENT_TEST", "an earlier test").split(" ")[0]
+                raise
         return _RUNS[strategy]
 
     return get

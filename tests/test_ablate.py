@@ -484,6 +484,9 @@ def test_slurm_array_script_runs_one_pair_per_task(tmp_path: Path, tiny_dataset:
         (["--ffn", "swiglu", "--model.dim=abc"], "model.dim"),
         (["--ffn", "swiglu", "--trainer.logger=false"], "TensorBoardLogger"),
         ([], "--ffn needs at least one variant"),
+        # the batch plan is checked before any run starts, as `lit_ffn fit` would check it
+        (["--ffn", "swiglu", "--global_batch_size=6"], "global_batch_size 6 is not a multiple of data.batch_size 4"),
+        (["--ffn", "swiglu", "--global_batch_size=8", "--trainer.devices=auto"], "needs a definite device count"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path: Path, capsys, extra: list[str], message: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lit_ffn.batch_plan import device_count, plan_batches
+from lit_ffn.batch_plan import device_count, epoch_remainder_warning, plan_batches
 from lit_ffn.errors import UserError
 from lit_ffn.lightning_cli import LitFFNCLI
 from lit_ffn.params import FitConfigParser
@@ -76,6 +76,27 @@ def test_device_count_reads_every_form_lightning_accepts_for_a_fixed_count() -> 
     assert [device_count(d) for d in (2, "2", [0, 3], (1,), "0,1,2", "1,")] == [2, 2, 2, 1, 3, 1]
 
 
+@pytest.mark.parametrize(
+    ("micro_batches", "accumulate", "max_steps", "expected"),
+    [
+        (1000, 8, 400, None),  # 400 steps need 3,200 micro-batches, but 1000 = 125 × 8: every epoch ends on a step
+        (1003, 8, 100, None),  # 100 steps (800 micro-batches) end inside the first epoch
+        (1003, 8, 126, "an epoch holds 1003 micro-batches per process, not a multiple of accumulate_grad_batches=8: "
+         "Lightning steps the optimizer on the last 3 of each epoch"),
+        (1003, 8, -1, "set trainer.limit_train_batches=1000 (a multiple of 8)"),
+        (3, 4, 10, "use more training data or a larger data.batch_size"),
+        (7, 1, 100, None),  # no accumulation, nothing to split
+        (float("inf"), 8, 400, None),  # a loader without length has no epoch end
+    ],
+)
+def test_an_epoch_that_ends_inside_an_accumulation_is_reported(micro_batches, accumulate, max_steps, expected) -> None:
+    message = epoch_remainder_warning(micro_batches, accumulate, max_steps)
+    if expected is None:
+        assert message is None
+    else:
+        assert message is not None and expected in message and "\n" not in message
+
+
 def resolved(*args: str):
     config = FitConfigParser().parse(["--config", str(PAPER), *args])
     LitFFNCLI._plan_batches(config)
@@ -92,7 +113,9 @@ def test_the_paper_protocol_is_128_sequences_and_validation_every_50_steps_on_an
     assert trainer.val_check_interval == interval and trainer.check_val_every_n_epoch is None
 
 
-def test_fit_steps_and_validates_per_optimizer_step_and_saves_the_derived_settings(tmp_path: Path, tiny_dataset: Path) -> None:
+def test_fit_steps_and_validates_per_optimizer_step_and_saves_the_derived_settings(
+    tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture
+) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     args = tiny_fit_args(
@@ -119,6 +142,23 @@ def test_fit_steps_and_validates_per_optimizer_step_and_saves_the_derived_settin
     events = EventAccumulator(str(run_dir))
     events.Reload()
     assert sorted({e.step for e in events.Scalars("val/loss")}) == [2, 4, 6]
+
+    # validate/test take no optimizer step: the saved plan does not bind their batch size or device count
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    assert main(["validate", "--config", str(run_dir / "config.yaml"), "--data.batch_size=8", "--ckpt_path", str(checkpoint)]) == 0
+    # but resuming *training* with another batch size is refused, saying what a resumed run must keep
+    assert main(["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last", "--data.batch_size=8", "--trainer.max_steps=8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "contradicts global_batch_size 8" in err[0] and "(resuming: run on the trainer.devices" in err[0], err
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["batch_size"] == 4  # neither rewrote it
+
+
+def test_an_epoch_cut_inside_an_accumulation_is_warned_about_in_fit(tmp_path: Path, tiny_dataset: Path) -> None:
+    args = tiny_fit_args(tiny_dataset, tmp_path, "--global_batch_size=8", "--trainer.limit_train_batches=3", steps=2)
+    cli = LitFFNCLI(args=args[1:], run=False)
+    with pytest.warns(UserWarning, match=r"an epoch holds 3 micro-batches per process, not a multiple of accumulate_grad_batches=2"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert cli.trainer.global_step == 2
 
 
 def test_a_contradiction_stops_fit_with_one_line(tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture) -> None:
