@@ -1,7 +1,7 @@
 """``lit_ffn`` command line.
 
 * ``lit_ffn fit|validate|test …`` — LightningCLI (jsonargparse) over
-  :class:`~lit_ffn.module.LitDecoder` and :class:`~lit_ffn.data.TokenDataModule`.
+  :class:`~lit_ffn.training.module.LitDecoder` and :class:`~lit_ffn.data.TokenDataModule`.
 * ``lit_ffn prepare …`` and the other tool subcommands in :data:`TOOLS`, each
   a plain ``main(argv) -> int`` in its own module.
 
@@ -15,16 +15,15 @@ import difflib
 import importlib
 import sys
 import warnings
-from typing import Optional
 
 #: Tool subcommands: name → "module:function" taking argv (without the name).
 TOOLS = {
-    "prepare": "lit_ffn.prepare:main",
-    "ablate": "lit_ffn.ablate:main",
-    "params": "lit_ffn.params:main",
-    "bench": "lit_ffn.bench:main",
-    "consolidate": "lit_ffn.consolidate:main",
-    "plots": "lit_ffn.plots:main",
+    "prepare": "lit_ffn.data.prepare.cli:main",
+    "ablate": "lit_ffn.experiments.ablate:main",
+    "params": "lit_ffn.experiments.params:main",
+    "bench": "lit_ffn.bench.cli:main",
+    "consolidate": "lit_ffn.distributed.consolidate:main",
+    "plots": "lit_ffn.experiments.plots:main",
 }
 
 #: LightningCLI subcommands lit_ffn supports (no ``predict``: LitDecoder has no predict_step).
@@ -57,7 +56,7 @@ def _unknown_command(name: str) -> int:
     return 2
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
@@ -71,8 +70,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if argv[0] not in LIGHTNING_SUBCOMMANDS and not argv[0].startswith("-"):
         return _unknown_command(argv[0])
 
-    from lit_ffn.errors import user_error_message
-    from lit_ffn.lightning_cli import LitFFNCLI
+    from lit_ffn.training.config import user_error_message
+    from lit_ffn.training.lightning_cli import LitFFNCLI
 
     # Two warnings that do not apply to lit_ffn runs and would teach users to ignore warnings:
     # lit_ffn's datasets split their items across DataLoader workers themselves (litdata's
@@ -84,7 +83,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended")
     try:
         LitFFNCLI(args=None if from_command_line else argv)
-    except Exception as err:  # noqa: BLE001 - only user errors are turned into a line
+    except Exception as err:  # only user errors are turned into a line
         message = user_error_message(err)
         if message is None:
             raise

@@ -59,7 +59,7 @@ Triton/CUDA only, and lit_ffn must run and be tested on CPU.  Equality with
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -190,7 +190,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         return total * inv_n
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Optional[torch.Tensor], ...]:
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         grad_hidden, grad_weight = ctx.saved_tensors
         # In place: these buffers are ours alone; saving them again would be a (V, D) copy.
         return grad_hidden.mul_(grad_output), grad_weight.mul_(grad_output), None, None, None
@@ -200,7 +200,7 @@ def linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,
-    chunk_size: Optional[int] = 1024,
+    chunk_size: int | None = 1024,
 ) -> torch.Tensor:
     """Mean next-token loss of ``hidden (..., D) @ weight (V, D)ᵀ`` vs ``targets (...)``.
 

@@ -20,7 +20,7 @@ E head_dim, V vocabulary.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -164,15 +164,13 @@ class Decoder(nn.Module):
         self.vocab_size, self.dim, self.init_std = vocab_size, dim, init_std
         self.embed = nn.Embedding(vocab_size, dim)
         self.rope = RotaryEmbedding(head_dim, rope_theta)
-        self.layers = nn.ModuleList(
-            Block(dim, n_heads, n_kv_heads, head_dim, ffn, norm_eps) for _ in range(n_layers)
-        )
+        self.layers = nn.ModuleList(Block(dim, n_heads, n_kv_heads, head_dim, ffn, norm_eps) for _ in range(n_layers))
         self.norm = RMSNorm(dim, norm_eps)
-        self.lm_head: Optional[nn.Linear] = None if tie_embeddings else nn.Linear(dim, vocab_size, bias=False)
+        self.lm_head: nn.Linear | None = None if tie_embeddings else nn.Linear(dim, vocab_size, bias=False)
         self.init_weights()
         # Counted now, while every parameter has its full shape: FSDP1 later turns them into flat
         # local shards (FSDP2's DTensors would still report global sizes, FSDP1's views do not).
-        self._num_parameters = count_parameters(self)
+        self._num_parameters = sum(p.numel() for p in self.parameters())
         self._num_embedding_parameters = self.embed.weight.numel()
 
     @property
@@ -195,7 +193,7 @@ class Decoder(nn.Module):
                 module.reset_parameters()
 
     def forward(
-        self, tokens: torch.Tensor, targets: Optional[torch.Tensor] = None, loss_chunk_size: Optional[int] = 1024
+        self, tokens: torch.Tensor, targets: torch.Tensor | None = None, loss_chunk_size: int | None = 1024
     ) -> torch.Tensor:
         """(B, T) ids → (B, T, D) final hidden states, or with ``targets`` (B, T)
         the mean next-token loss (chunked over tokens, see ``lit_ffn.loss``).
@@ -221,31 +219,6 @@ class Decoder(nn.Module):
         return n - self._num_embedding_parameters if exclude_embedding else n
 
 
-def flops_per_token(model: Decoder, seq_len: int) -> float:
-    """Training FLOPs per token: 6·N (N = non-embedding parameters + the LM head
-    matmul, which is a real matmul even when tied) plus causal attention
-    6·L·H·E·T (QKᵀ and AV: forward 2·2·T·E per head, halved because a causal
-    mask leaves half of the T×T scores, times 3 for forward + backward).
-
-    This is PaLM's formula (Chowdhery et al. 2022, appendix B: 6N + 12·L·H·Q·T)
-    with the attention term halved for the causal mask, i.e. the work a causal
-    kernel really does; PaLM, nanoGPT and torchtitan keep the 12, so their MFU
-    is higher for the same run (+88M FLOPs/token, ~15%, for the 83M paper model
-    at T = 2048)."""
-    n_matmul = model.num_parameters(exclude_embedding=True)
-    if model.lm_head is None:  # tied: the head matmul still costs V·D per token
-        n_matmul += model.num_parameters() - model.num_parameters(exclude_embedding=True)
-    attn = model.layers[0].attn if len(model.layers) else None
-    attn_flops = 0.0
-    if attn is not None:
-        attn_flops = 6.0 * len(model.layers) * attn.n_heads * attn.head_dim * seq_len
-    return 6.0 * n_matmul + attn_flops
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 __all__ = [
     "Attention",
     "Block",
@@ -254,6 +227,4 @@ __all__ = [
     "RMSNorm",
     "RotaryEmbedding",
     "apply_rotary",
-    "count_parameters",
-    "flops_per_token",
 ]

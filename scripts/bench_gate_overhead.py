@@ -37,10 +37,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lit_ffn import callbacks as cb_module
 from lit_ffn.callbacks import GateStatistics
+from lit_ffn.callbacks import gates as cb_module
 from lit_ffn.ffn import BUILTIN_FFNS
-from lit_ffn.module import LitDecoder
+from lit_ffn.training.module import LitDecoder
 
 
 class StepTimer(L.Callback):
@@ -82,11 +82,20 @@ class Attributed:
         return wrapper
 
 
-def one_fit(args: argparse.Namespace, every: int | None, data: torch.Tensor, attributed: Attributed | None) -> list[float]:
+def one_fit(
+    args: argparse.Namespace, every: int | None, data: torch.Tensor, attributed: Attributed | None
+) -> list[float]:
     torch.manual_seed(0)
     module = LitDecoder(
-        ffn=BUILTIN_FFNS[args.ffn], vocab_size=args.vocab, dim=args.dim, n_layers=args.layers, n_heads=4,
-        n_kv_heads=2, head_dim=args.dim // 4, lr=3e-3, compile=args.compile,
+        ffn=BUILTIN_FFNS[args.ffn],
+        vocab_size=args.vocab,
+        dim=args.dim,
+        n_layers=args.layers,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=args.dim // 4,
+        lr=3e-3,
+        compile=args.compile,
     )
     device = torch.device(args.device)
     timer = StepTimer(device)
@@ -97,9 +106,18 @@ def one_fit(args: argparse.Namespace, every: int | None, data: torch.Tensor, att
             gates.compute = attributed.timed(gates.compute)
         callbacks.insert(0, gates)
     trainer = L.Trainer(
-        accelerator=args.device, devices=1, precision=args.precision, max_steps=args.warmup + args.steps,
-        logger=False, callbacks=callbacks, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, gradient_clip_val=1.0,
+        accelerator=args.device,
+        devices=1,
+        precision=args.precision,
+        max_steps=args.warmup + args.steps,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
     )
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=False)
     probe_call = cb_module._LayerProbe.__call__
@@ -146,8 +164,16 @@ def main() -> None:
     result = {
         "device": torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)",
         "torch": torch.__version__,
-        "shape": {"dim": args.dim, "layers": args.layers, "vocab": args.vocab, "seq_len": args.seq_len,
-                  "batch_size": args.batch_size, "ffn": args.ffn, "precision": args.precision, "compile": args.compile},
+        "shape": {
+            "dim": args.dim,
+            "layers": args.layers,
+            "vocab": args.vocab,
+            "seq_len": args.seq_len,
+            "batch_size": args.batch_size,
+            "ffn": args.ffn,
+            "precision": args.precision,
+            "compile": args.compile,
+        },
         "step_time_off_s": {"median": t_off, "all": off},
         "step_time_on_s": {"median": t_on, "all": on, "every_n_steps": args.ab_every},
         "load_average": os.getloadavg(),

@@ -61,19 +61,31 @@ def make_dataset(root: Path, tokens: int, vocab_size: int, chunk_bytes: int) -> 
     from litdata import optimize
     from litdata.streaming.item_loader import TokensLoader
 
-    from lit_ffn.prepare import DTYPE, FORMAT, FORMAT_VERSION
+    from lit_ffn.data.prepare import DTYPE, FORMAT, FORMAT_VERSION
 
     items = {"train": max(1, tokens // ITEM_TOKENS), "val": 1}
     for split, count in items.items():
         start = 0 if split == "train" else items["train"]
-        optimize(fn=functools.partial(_random_tokens, vocab_size=vocab_size), inputs=list(range(start, start + count)),
-                 output_dir=str(root / split), num_workers=1, chunk_bytes=chunk_bytes, item_loader=TokensLoader(),
-                 reorder_files=False, verbose=False)
+        optimize(
+            fn=functools.partial(_random_tokens, vocab_size=vocab_size),
+            inputs=list(range(start, start + count)),
+            output_dir=str(root / split),
+            num_workers=1,
+            chunk_bytes=chunk_bytes,
+            item_loader=TokensLoader(),
+            reorder_files=False,
+            verbose=False,
+        )
     meta = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "tokenizer": "synthetic (uniform random ids)",
-        "vocab_size": vocab_size, "eos_id": 0, "dtype": DTYPE,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "tokenizer": "synthetic (uniform random ids)",
+        "vocab_size": vocab_size,
+        "eos_id": 0,
+        "dtype": DTYPE,
         "splits": {split: {"documents": 0, "tokens": count * ITEM_TOKENS} for split, count in items.items()},
-        "skipped": {}, "inputs": [],
+        "skipped": {},
+        "inputs": [],
     }
     (root / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
@@ -106,8 +118,13 @@ def time_loader(data_dir: Path, seq_len: int, batch_size: int, workers: int, war
         next(iterator)
     seconds = time.perf_counter() - started
     del iterator  # stop the workers before the next configuration
-    return {"first": first, "seconds": seconds, "batches": batches,
-            "tokens_per_s": batches * batch_size * seq_len / seconds, "batches_per_s": batches / seconds}
+    return {
+        "first": first,
+        "seconds": seconds,
+        "batches": batches,
+        "tokens_per_s": batches * batch_size * seq_len / seconds,
+        "batches_per_s": batches / seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=parse_count, default=parse_count("128M"), help="training tokens (default 128M)")
+    parser.add_argument(
+        "--tokens", type=parse_count, default=parse_count("128M"), help="training tokens (default 128M)"
+    )
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
@@ -140,20 +159,33 @@ def main(argv: list[str] | None = None) -> int:
         chunks = len(json.loads((root / "train" / "index.json").read_text())["chunks"])
         rows = []
         for workers in args.workers:
-            child = [sys.executable, __file__, "--child", str(root), str(workers), str(args.seq_len),
-                     str(args.batch_size), str(args.warmup), str(args.batches)]
+            child = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(root),
+                str(workers),
+                str(args.seq_len),
+                str(args.batch_size),
+                str(args.warmup),
+                str(args.batches),
+            ]
             output = subprocess.run(child, check=True, capture_output=True, text=True).stdout
             rows.append((workers, json.loads(output.strip().splitlines()[-1])))
 
     load = os.getloadavg()
-    print(f"\nDataset: {cached / 2**20:,.0f} MiB of int32 tokens ({chunks} training chunks of "
-          f"{args.chunk_bytes / 2**20:.0f} MiB), page cache warm; seq_len {args.seq_len}, batch {args.batch_size}; "
-          f"{os.cpu_count()} CPUs, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (shared machine).\n")
+    print(
+        f"\nDataset: {cached / 2**20:,.0f} MiB of int32 tokens ({chunks} training chunks of "
+        f"{args.chunk_bytes / 2**20:.0f} MiB), page cache warm; seq_len {args.seq_len}, batch {args.batch_size}; "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (shared machine).\n"
+    )
     print("| workers | first batch (s) | timed batches | batches/s | tokens/s |")
     print("|---:|---:|---:|---:|---:|")
     for workers, r in rows:
-        print(f"| {workers} | {r['first']:.2f} | {r['batches']} | {r['batches_per_s']:,.1f} "
-              f"| {r['tokens_per_s'] / 1e6:,.2f} M |")
+        print(
+            f"| {workers} | {r['first']:.2f} | {r['batches']} | {r['batches_per_s']:,.1f} "
+            f"| {r['tokens_per_s'] / 1e6:,.2f} M |"
+        )
     return 0
 
 

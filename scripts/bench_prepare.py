@@ -37,8 +37,8 @@ if str(REPO) not in sys.path:
 CHILD = """
 import json, resource, sys, time
 import litdata, torch  # noqa: F401
-from lit_ffn.prepare import prepare_dataset
-from lit_ffn.tokenizer import load_tokenizer
+from lit_ffn.data.prepare import prepare_dataset
+from lit_ffn.data.tokenizer import load_tokenizer
 load_tokenizer("qwen3")
 source, output, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 print("READY", flush=True)
@@ -64,7 +64,7 @@ def make_parquet(path: Path, megabytes: float, seed: int = 0) -> tuple[int, int]
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lit_ffn.corpus import quickstart_documents
+    from lit_ffn.data.corpus import quickstart_documents
 
     paragraphs = [p.strip() for d in quickstart_documents() for p in d.text.split("\n\n") if len(p.strip()) > 40]
     rng = random.Random(seed)
@@ -78,17 +78,19 @@ def make_parquet(path: Path, megabytes: float, seed: int = 0) -> tuple[int, int]
         texts.append("\n\n".join(parts))
         total += len(texts[-1].encode())
     n = len(texts)
-    table = pa.table({
-        "text": texts,
-        "id": [f"<urn:uuid:bench-{i:08d}>" for i in range(n)],
-        "dump": ["CC-MAIN-2024-10"] * n,
-        "url": [f"https://example.com/{i}" for i in range(n)],
-        "date": ["2024-02-20T12:00:00Z"] * n,
-        "file_path": ["s3://commoncrawl/bench.warc.gz"] * n,
-        "language": ["en"] * n,
-        "language_score": [0.95] * n,
-        "token_count": [len(t) // 4 for t in texts],
-    })
+    table = pa.table(
+        {
+            "text": texts,
+            "id": [f"<urn:uuid:bench-{i:08d}>" for i in range(n)],
+            "dump": ["CC-MAIN-2024-10"] * n,
+            "url": [f"https://example.com/{i}" for i in range(n)],
+            "date": ["2024-02-20T12:00:00Z"] * n,
+            "file_path": ["s3://commoncrawl/bench.warc.gz"] * n,
+            "language": ["en"] * n,
+            "language_score": [0.95] * n,
+            "token_count": [len(t) // 4 for t in texts],
+        }
+    )
     pq.write_table(table, path, row_group_size=2000)
     return n, total
 
@@ -98,7 +100,7 @@ def tokenizer_speed(path: Path, max_docs: int = 4000) -> tuple[float, float]:
     second and per CPU second."""
     import pyarrow.parquet as pq
 
-    from lit_ffn.tokenizer import load_tokenizer
+    from lit_ffn.data.tokenizer import load_tokenizer
 
     texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()[:max_docs]
     tok = load_tokenizer("qwen3")
@@ -112,8 +114,12 @@ def run_prepare(source: Path, output: Path, workers: int) -> dict:
     import psutil
 
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen([sys.executable, "-c", CHILD, str(source), str(output), str(workers)],
-                               stdout=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(source), str(output), str(workers)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "READY"
     root = psutil.Process(process.pid)
@@ -153,18 +159,26 @@ def main(argv: list[str] | None = None) -> int:
             result = run_prepare(source, work / f"ds-{workers}", workers)
             rows.append((workers, result))
 
-    print(f"\nInput: {documents:,} documents, {text_bytes / 1e6:.1f} MB of text, row groups of 2,000 rows, "
-          f"record batches of 1,024 rows; CPUs: {os.cpu_count()} (shared with other users).")
-    print(f"Bare tokenizer, one process: {ceiling / 1e6:.2f} M tokens/s wall, "
-          f"{ceiling_cpu / 1e6:.2f} M tokens per CPU second.\n")
-    print("| workers | tokens | wall s | tokens/s | CPU s | tokens per CPU s (vs bare tokenizer) "
-          "| peak PSS (tree) | peak RSS (1 proc) |")
+    print(
+        f"\nInput: {documents:,} documents, {text_bytes / 1e6:.1f} MB of text, row groups of 2,000 rows, "
+        f"record batches of 1,024 rows; CPUs: {os.cpu_count()} (shared with other users)."
+    )
+    print(
+        f"Bare tokenizer, one process: {ceiling / 1e6:.2f} M tokens/s wall, "
+        f"{ceiling_cpu / 1e6:.2f} M tokens per CPU second.\n"
+    )
+    print(
+        "| workers | tokens | wall s | tokens/s | CPU s | tokens per CPU s (vs bare tokenizer) "
+        "| peak PSS (tree) | peak RSS (1 proc) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workers, r in rows:
         per_cpu = r["tokens"] / r["cpu_seconds"]
-        print(f"| {workers} | {r['tokens']:,} | {r['seconds']:.1f} | {r['tokens'] / r['seconds'] / 1e6:.2f} M "
-              f"| {r['cpu_seconds']:.1f} | {per_cpu / 1e6:.2f} M ({per_cpu / ceiling_cpu:.0%}) "
-              f"| {r['peak_pss'] / 2**20:,.0f} MiB | {r['peak_rss'] / 2**20:,.0f} MiB |")
+        print(
+            f"| {workers} | {r['tokens']:,} | {r['seconds']:.1f} | {r['tokens'] / r['seconds'] / 1e6:.2f} M "
+            f"| {r['cpu_seconds']:.1f} | {per_cpu / 1e6:.2f} M ({per_cpu / ceiling_cpu:.0%}) "
+            f"| {r['peak_pss'] / 2**20:,.0f} MiB | {r['peak_rss'] / 2**20:,.0f} MiB |"
+        )
     return 0
 
 

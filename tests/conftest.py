@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 import lightning.pytorch  # noqa: F401 - import now: Lightning binds its log handler to the sys.stderr of
 import pyarrow as pa  # import time, which must not be a test's short-lived capsys stream
@@ -39,7 +38,7 @@ def train_tiny_tokenizer(
     path: Path,
     vocab_size: int = TINY_VOCAB,
     special_tokens: Sequence[str] = ("<|endoftext|>",),
-    texts: Optional[Sequence[str]] = None,
+    texts: Sequence[str] | None = None,
 ) -> Path:
     """A byte-level BPE ``tokenizer.json`` trained offline on ``texts`` (default :func:`tiny_corpus`).
 
@@ -62,7 +61,7 @@ def train_tiny_tokenizer(
     return path
 
 
-def write_fineweb_parquet(path: Path, texts: Sequence[Optional[str]], row_group_size: int = 64) -> Path:
+def write_fineweb_parquet(path: Path, texts: Sequence[str | None], row_group_size: int = 64) -> Path:
     """A parquet file with FineWeb's schema (``text`` plus its metadata columns); ``None`` is a null row."""
     n = len(texts)
     table = pa.table(
@@ -90,7 +89,7 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Path) -> Path:
     """A prepared dataset (~150k tokens of vocabulary 384) with train and val splits."""
-    from lit_ffn.prepare import prepare_dataset
+    from lit_ffn.data.prepare import prepare_dataset
 
     root = tmp_path_factory.mktemp("tiny_dataset")
     parquet = write_fineweb_parquet(root / "docs.parquet", tiny_corpus())

@@ -1,4 +1,4 @@
-"""Test-only helpers for 2-process CPU runs (tests/test_resume.py, tests/test_distributed.py).
+"""Test-only helpers for 2-process CPU runs (tests/distributed/test_resume.py, tests/distributed/test_distributed.py).
 
 Runs are launched the two ways a cluster starts ranks: through
 ``scripts/launch_torchrun.sh`` (torchrun) and as one process per rank with
@@ -32,9 +32,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import lightning as L
 import pytest
@@ -90,7 +91,9 @@ class StepRecorder(L.Callback):
         if kill_step and stage == "fit":
             _kill_in_save(trainer, int(kill_step), Path(os.environ["LITFFN_TEST_MARKER"]))
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self.row = {
             "step": trainer.global_step,
             "batch_idx": batch_idx,
@@ -104,7 +107,9 @@ class StepRecorder(L.Callback):
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         self.row["pre_clip_norm"] = total_grad_norm(pl_module)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.nan_hook is not None:
             self.nan_hook.remove()
             self.nan_hook = None
@@ -130,8 +135,13 @@ def read_records(out_dir: Path, rank: int) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------- launching
 REPO = Path(__file__).resolve().parents[1]
 STRATEGY_ARGS = {  # the shipped configs, moved to CPU / fp32 / 2 processes (gloo)
-    name: ["--config", str(REPO / "configs" / "strategy" / f"{name}.yaml"),
-           "--trainer.accelerator=cpu", "--trainer.precision=32-true", "--trainer.devices=2"]
+    name: [
+        "--config",
+        str(REPO / "configs" / "strategy" / f"{name}.yaml"),
+        "--trainer.accelerator=cpu",
+        "--trainer.precision=32-true",
+        "--trainer.devices=2",
+    ]
     for name in ("fsdp2", "ddp")
 }
 NPROCS = 2
@@ -155,24 +165,61 @@ def _start(argv: list[str], launcher: str, logs: Path, **env: str) -> list[subpr
     ``python -m lit_ffn.cli`` per rank with ``LOCAL_RANK`` set, which Lightning's
     LightningEnvironment treats as externally created processes).  Output goes to ``logs/*.log``.
     """
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("LITFFN_TEST_", "MASTER_", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK",
-                                 "SLURM_", "TORCHELASTIC_", "GROUP_RANK", "LOCAL_WORLD_SIZE"))}
-    base.update(PYTHONPATH=str(REPO), TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1",
-                MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), **env)
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            (
+                "LITFFN_TEST_",
+                "MASTER_",
+                "LOCAL_RANK",
+                "NODE_RANK",
+                "WORLD_SIZE",
+                "RANK",
+                "SLURM_",
+                "TORCHELASTIC_",
+                "GROUP_RANK",
+                "LOCAL_WORLD_SIZE",
+            )
+        )
+    }
+    base.update(
+        PYTHONPATH=str(REPO),
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS="1",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(_free_port()),
+        **env,
+    )
     logs.mkdir(parents=True, exist_ok=True)
     if launcher == "torchrun":
-        commands = [(["bash", str(REPO / "scripts" / "launch_torchrun.sh"), *argv],
-                     {**base, "NPROC_PER_NODE": str(NPROCS), "PYTHON": sys.executable})]
+        commands = [
+            (
+                ["bash", str(REPO / "scripts" / "launch_torchrun.sh"), *argv],
+                {**base, "NPROC_PER_NODE": str(NPROCS), "PYTHON": sys.executable},
+            )
+        ]
     else:
-        commands = [([sys.executable, "-m", "lit_ffn.cli", *argv],
-                     {**base, "NODE_RANK": "0", "WORLD_SIZE": str(NPROCS), "LOCAL_RANK": str(rank)})
-                    for rank in range(NPROCS)]
+        commands = [
+            (
+                [sys.executable, "-m", "lit_ffn.cli", *argv],
+                {**base, "NODE_RANK": "0", "WORLD_SIZE": str(NPROCS), "LOCAL_RANK": str(rank)},
+            )
+            for rank in range(NPROCS)
+        ]
     procs: list[subprocess.Popen] = []
     for index, (command, environment) in enumerate(commands):
         with open(logs / f"process{index}.log", "w") as log:
-            procs.append(subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT,
-                                          process_group=0 if index == 0 else procs[0].pid))
+            procs.append(
+                subprocess.Popen(
+                    command,
+                    cwd=REPO,
+                    env=environment,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    process_group=0 if index == 0 else procs[0].pid,
+                )
+            )
     return procs
 
 
@@ -252,9 +299,14 @@ def tiny_scaleout_args(data_dir: Path, root: Path, strategy: str, records: Path)
     from tests.conftest import tiny_fit_args
 
     return tiny_fit_args(
-        data_dir, root, *STRATEGY_ARGS[strategy],
-        "--trainer.gradient_clip_val=0.5", "--checkpoint.every_n_train_steps=2", "--model.nonfinite=skip",
-        "--trainer.callbacks+=tests.scaleout_helpers.StepRecorder", f"--trainer.callbacks.out_dir={records}",
+        data_dir,
+        root,
+        *STRATEGY_ARGS[strategy],
+        "--trainer.gradient_clip_val=0.5",
+        "--checkpoint.every_n_train_steps=2",
+        "--model.nonfinite=skip",
+        "--trainer.callbacks+=tests.scaleout_helpers.StepRecorder",
+        f"--trainer.callbacks.out_dir={records}",
         steps=STEPS,
     )
 
@@ -266,18 +318,39 @@ def run_dir(root: Path) -> Path:
 def make_runs(strategy: str, data_dir: Path, base: Path) -> Runs:
     ref_root, int_root = base / f"{strategy}_reference", base / f"{strategy}_interrupted"
     launcher = LAUNCHERS[strategy]
-    rc, output = launch(tiny_scaleout_args(data_dir, ref_root, strategy, ref_root / "records"), launcher,
-                        ref_root / "logs", LITFFN_TEST_NAN_AT=NAN_AT)
+    rc, output = launch(
+        tiny_scaleout_args(data_dir, ref_root, strategy, ref_root / "records"),
+        launcher,
+        ref_root / "logs",
+        LITFFN_TEST_NAN_AT=NAN_AT,
+    )
     assert rc == 0, output[-6000:]
 
     marker = base / f"{strategy}_killed_in_save"
-    launch_and_kill_in_save(tiny_scaleout_args(data_dir, int_root, strategy, int_root / "records"), launcher,
-                            int_root / "logs_killed", marker, KILL_STEP, LITFFN_TEST_NAN_AT=NAN_AT)
-    rc, resume_output = launch(["fit", "--config", str(run_dir(int_root) / "config.yaml"), "--ckpt_path", "last"],
-                               launcher, int_root / "logs_resumed", LITFFN_TEST_NAN_AT=NAN_AT)
+    launch_and_kill_in_save(
+        tiny_scaleout_args(data_dir, int_root, strategy, int_root / "records"),
+        launcher,
+        int_root / "logs_killed",
+        marker,
+        KILL_STEP,
+        LITFFN_TEST_NAN_AT=NAN_AT,
+    )
+    rc, resume_output = launch(
+        ["fit", "--config", str(run_dir(int_root) / "config.yaml"), "--ckpt_path", "last"],
+        launcher,
+        int_root / "logs_resumed",
+        LITFFN_TEST_NAN_AT=NAN_AT,
+    )
     assert rc == 0, resume_output[-6000:]
-    return Runs(strategy, run_dir(ref_root), ref_root / "records", run_dir(int_root), int_root / "records",
-                marker.read_text(), resume_output)
+    return Runs(
+        strategy,
+        run_dir(ref_root),
+        ref_root / "records",
+        run_dir(int_root),
+        int_root / "records",
+        marker.read_text(),
+        resume_output,
+    )
 
 
 # Kept at module level, not in the fixture: a fixture imported into two test modules is two

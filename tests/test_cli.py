@@ -48,12 +48,16 @@ def test_every_ffn_config_composes_with_the_quickstart(capsys: pytest.CaptureFix
 
 def test_later_ffn_config_resets_gelu_approximation(capsys: pytest.CaptureFixture) -> None:
     ffn = REPO / "configs" / "ffn"
-    config = printed_config(capsys, "--config", QUICKSTART, "--config", str(ffn / "geglu_tanh.yaml"), "--config", str(ffn / "geglu.yaml"))
+    config = printed_config(
+        capsys, "--config", QUICKSTART, "--config", str(ffn / "geglu_tanh.yaml"), "--config", str(ffn / "geglu.yaml")
+    )
     assert config["model"]["ffn"]["init_args"]["approximate"] == "none"
 
 
 def test_one_flag_swaps_the_ffn(capsys: pytest.CaptureFixture) -> None:
-    config = printed_config(capsys, "--config", QUICKSTART, "--model.ffn=lit_ffn.ffn.DynamicGEGLU", "--model.ffn.s_init=0.2")
+    config = printed_config(
+        capsys, "--config", QUICKSTART, "--model.ffn=lit_ffn.ffn.DynamicGEGLU", "--model.ffn.s_init=0.2"
+    )
     assert config["model"]["ffn"]["class_path"] == "lit_ffn.ffn.DynamicGEGLU"
     assert config["model"]["ffn"]["init_args"]["s_init"] == 0.2
 
@@ -83,7 +87,7 @@ def test_user_ffn_from_its_own_module_trains(tmp_path: Path, tiny_dataset: Path,
     monkeypatch.syspath_prepend(str(tmp_path))
     args = tiny_fit_args(tiny_dataset, tmp_path, "--model.ffn=my_ffns.ScaledReLU", "--model.ffn.hidden_mult=3", steps=2)
 
-    from lit_ffn.lightning_cli import LitFFNCLI
+    from lit_ffn.training.lightning_cli import LitFFNCLI
 
     cli = LitFFNCLI(args=args[1:], run=False)
     ffns = [layer.ffn for layer in cli.model.model.layers]
@@ -119,8 +123,14 @@ def test_fit_writes_config_checkpoint_and_metrics_then_validate(tmp_path: Path, 
 
 
 def test_run_directory_is_experiment_variant_seed(tmp_path: Path, tiny_dataset: Path) -> None:
-    args = tiny_fit_args(tiny_dataset, tmp_path, "--model.ffn=lit_ffn.ffn.GEGLU", "--model.ffn.approximate=tanh",
-                         "--seed_everything=3", steps=1)
+    args = tiny_fit_args(
+        tiny_dataset,
+        tmp_path,
+        "--model.ffn=lit_ffn.ffn.GEGLU",
+        "--model.ffn.approximate=tanh",
+        "--seed_everything=3",
+        steps=1,
+    )
     assert main(args) == 0
     run_dir = tmp_path / "runs" / "tiny" / "GEGLU-approximate=tanh" / "seed_3"
     assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
@@ -141,10 +151,17 @@ def test_quickstart_config_runs_end_to_end(tmp_path: Path) -> None:
     """The README's quickstart command, shortened: builds the offline corpus and trains 2 steps."""
     data_dir = tmp_path / "not" / "yet" / "quickstart"  # parents are created
     argv = [
-        "fit", "--config", QUICKSTART,
-        f"--data.data_dir={data_dir}", "--data.batch_size=2", "--data.seq_len=64",
-        "--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.val_check_interval=2",
-        f"--trainer.logger.init_args.save_dir={tmp_path}/runs", "--trainer.enable_progress_bar=false",
+        "fit",
+        "--config",
+        QUICKSTART,
+        f"--data.data_dir={data_dir}",
+        "--data.batch_size=2",
+        "--data.seq_len=64",
+        "--trainer.max_steps=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.val_check_interval=2",
+        f"--trainer.logger.init_args.save_dir={tmp_path}/runs",
+        "--trainer.enable_progress_bar=false",
     ]
     assert main(argv) == 0
     assert (data_dir / "meta.json").exists()
@@ -169,7 +186,17 @@ def test_wrong_init_argument_names_what_is_accepted(capsys: pytest.CaptureFixtur
 
 
 def test_bad_init_argument_value(capsys: pytest.CaptureFixture) -> None:
-    line = error_line(capsys, ["fit", "--config", QUICKSTART, "--config", str(REPO / "configs/ffn/geglu.yaml"), "--model.ffn.approximate=fast"])
+    line = error_line(
+        capsys,
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            "--config",
+            str(REPO / "configs/ffn/geglu.yaml"),
+            "--model.ffn.approximate=fast",
+        ],
+    )
     assert "approximate" in line and "fast" in line
 
 
@@ -187,7 +214,11 @@ def test_dataset_vocabulary_larger_than_model_is_refused(tmp_path: Path, tiny_da
 def test_console_script_error_exit_code_and_single_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "lit_ffn.cli", "fit", "--config", QUICKSTART, "--model.ffn=nope.Nope"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -195,7 +226,7 @@ def test_console_script_error_exit_code_and_single_line(tmp_path: Path) -> None:
 
 
 def test_random_seed_reaches_the_data_shuffle(tmp_path: Path, tiny_dataset: Path) -> None:
-    from lit_ffn.lightning_cli import LitFFNCLI
+    from lit_ffn.training.lightning_cli import LitFFNCLI
 
     args = tiny_fit_args(tiny_dataset, tmp_path, "--seed_everything=true")[1:]
     cli = LitFFNCLI(args=args, run=False)
@@ -208,8 +239,18 @@ def test_refused_resume_keeps_the_runs_config(tmp_path: Path, tiny_dataset: Path
     assert main(tiny_fit_args(tiny_dataset, tmp_path, steps=2)) == 0
     run_dir = tmp_path / "runs" / "tiny" / "SwiGLU" / "seed_0"
     before = (run_dir / "config.yaml").read_text()
-    line = error_line(capsys, ["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last",
-                               "--trainer.max_steps=4", "--data.num_workers=2"])
+    line = error_line(
+        capsys,
+        [
+            "fit",
+            "--config",
+            str(run_dir / "config.yaml"),
+            "--ckpt_path",
+            "last",
+            "--trainer.max_steps=4",
+            "--data.num_workers=2",
+        ],
+    )
     assert "num_workers" in line
     assert (run_dir / "config.yaml").read_text() == before
 

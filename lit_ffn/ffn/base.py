@@ -36,7 +36,8 @@ of Shazeer's ``8/3·d`` and ``4·d``.
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, get_args
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -67,7 +68,7 @@ def matched_hidden_dim(dim: int, n_matrices: int, multiple_of: int = DEFAULT_MUL
 Approximate = Literal["none", "tanh"]
 
 
-def resolve_hidden_dim(dim: int, hidden_dim: Optional[int], n_matrices: int, multiple_of: int) -> int:
+def resolve_hidden_dim(dim: int, hidden_dim: int | None, n_matrices: int, multiple_of: int) -> int:
     """``hidden_dim`` if given, else the parameter-matched width; validated."""
     if dim <= 0:
         raise ValueError(f"dim must be a positive integer, got dim={dim}")
@@ -106,9 +107,9 @@ class GateRecorder(nn.Module):
     the same three methods).
     """
 
-    _gate_observer: Optional[GateObserver] = None
+    _gate_observer: GateObserver | None = None
 
-    def set_gate_observer(self, observer: Optional[GateObserver]) -> None:
+    def set_gate_observer(self, observer: GateObserver | None) -> None:
         # object.__setattr__: an nn.Module observer must not become a submodule.
         object.__setattr__(self, "_gate_observer", observer)
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_ffn.ffn.base import DEFAULT_MULTIPLE_OF
+from lit_ffn.ffn.base import DEFAULT_MULTIPLE_OF, Approximate, check_approximate
 from lit_ffn.ffn.glu import GatedFFN
-from lit_ffn.ffn.base import Approximate, check_approximate
 
 
 class DynamicGEGLU(GatedFFN):
@@ -49,7 +46,7 @@ class DynamicGEGLU(GatedFFN):
     def __init__(
         self,
         dim: int,
-        hidden_dim: Optional[int] = None,
+        hidden_dim: int | None = None,
         multiple_of: int = DEFAULT_MULTIPLE_OF,
         bias: bool = False,
         approximate: Approximate = "none",

@@ -14,14 +14,11 @@ parameter count ``6·dim·u`` of the 2-matrix FFNs in :mod:`lit_ffn.ffn.mlp`.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_ffn.ffn.base import DEFAULT_MULTIPLE_OF, GateRecorder
-from lit_ffn.ffn.base import Approximate, check_approximate, resolve_hidden_dim
+from lit_ffn.ffn.base import DEFAULT_MULTIPLE_OF, Approximate, GateRecorder, check_approximate, resolve_hidden_dim
 
 
 class GatedFFN(GateRecorder):
@@ -36,7 +33,7 @@ class GatedFFN(GateRecorder):
     def __init__(
         self,
         dim: int,
-        hidden_dim: Optional[int] = None,
+        hidden_dim: int | None = None,
         multiple_of: int = DEFAULT_MULTIPLE_OF,
         bias: bool = False,
     ) -> None:
@@ -99,7 +96,7 @@ class GEGLU(GatedFFN):
     def __init__(
         self,
         dim: int,
-        hidden_dim: Optional[int] = None,
+        hidden_dim: int | None = None,
         multiple_of: int = DEFAULT_MULTIPLE_OF,
         bias: bool = False,
         approximate: Approximate = "none",

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_ffn.ffn.base import DEFAULT_MULTIPLE_OF, GateRecorder
-from lit_ffn.ffn.base import resolve_hidden_dim
+from lit_ffn.ffn.base import DEFAULT_MULTIPLE_OF, GateRecorder, resolve_hidden_dim
 
 
 class IsoGMLP(GateRecorder):
@@ -38,7 +35,7 @@ class IsoGMLP(GateRecorder):
     def __init__(
         self,
         dim: int,
-        hidden_dim: Optional[int] = None,
+        hidden_dim: int | None = None,
         multiple_of: int = DEFAULT_MULTIPLE_OF,
         bias: bool = False,
     ) -> None:

@@ -9,13 +9,12 @@ parameters (``6·dim·u``) as the 3-matrix gated FFNs of :mod:`lit_ffn.ffn.glu`
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lit_ffn.ffn.base import DEFAULT_MULTIPLE_OF, Approximate, GateRecorder, check_approximate, resolve_hidden_dim
+
 
 class MLPFFN(GateRecorder):
     """Base of the 2-matrix FFNs: ``y = down_proj(act(up_proj(x)))``.
@@ -33,7 +32,7 @@ class MLPFFN(GateRecorder):
     def __init__(
         self,
         dim: int,
-        hidden_dim: Optional[int] = None,
+        hidden_dim: int | None = None,
         multiple_of: int = DEFAULT_MULTIPLE_OF,
         bias: bool = False,
     ) -> None:
@@ -74,7 +73,7 @@ class GELUFFN(MLPFFN):
     def __init__(
         self,
         dim: int,
-        hidden_dim: Optional[int] = None,
+        hidden_dim: int | None = None,
         multiple_of: int = DEFAULT_MULTIPLE_OF,
         bias: bool = False,
         approximate: Approximate = "none",

@@ -1,0 +1,183 @@
+"""``lit_ffn bench``: training throughput of lit_ffn (and of transformers' Qwen3) on this device.
+
+::
+
+    lit_ffn bench --config configs/quickstart.yaml                         # the config's FFN
+    lit_ffn bench --config configs/quickstart.yaml --ffn swiglu geglu dynamic_geglu
+    lit_ffn bench --config configs/quickstart.yaml --compare-hf --json bench.json --markdown bench.md
+    lit_ffn bench --config configs/quickstart.yaml --loss-chunk-size 4096 1024 0   # one model per value
+    lit_ffn bench --config configs/paper/qwen3_83m.yaml --device cuda --compile --compare-hf
+
+What is timed: one training step = forward (loss included: lit_ffn's chunked
+cross-entropy, transformers' ``labels=`` loss) + backward + gradient clipping
+(when the config sets ``trainer.gradient_clip_val``) + AdamW step +
+``zero_grad``, on random tokens of the model's vocabulary (no dataset needed),
+with the device synchronised before and after each step.  ``--warmup`` steps
+per model are run first (optimizer state, compilation, allocator warm-up) and
+not timed; then the models' timed steps are **interleaved** round-robin, so
+that every model sees the same machine load (a shared CPU, a GPU's clocks).
+The optimizer is the one ``lit_ffn fit`` builds (``LitDecoder.configure_optimizers``:
+fused AdamW on CPU and CUDA); ``--compile`` applies what ``configure_model()``
+applies without FSDP2 (:func:`lit_ffn.distributed.parallelize`: per-block
+``torch.compile``), and compiles transformers' decoder layers the same way.
+
+Reported per model: step time (median, min, max, quartiles), the process CPU
+time per step (all threads; on a shared CPU less load-sensitive than wall
+time), tokens/s (B·T / median step time), MFU and peak memory; a model that
+runs out of GPU memory in its warm-up is reported as ``out of memory`` (so a
+loop over ``--batch-size`` finds the largest micro-batch that fits).
+
+* MFU = tokens/s · F / peak FLOP/s, with F = :func:`lit_ffn.flops.flops_per_token`
+  = 6·(non-embedding parameters + V·D for the head matmul, tied or not) +
+  6·L·H·E·T for causal attention (QKᵀ and AV at half the T² work): the
+  embedding *lookup* is excluded, the LM head included.  The transformers row
+  uses the same F (same shape).  Peak FLOP/s (:func:`lit_ffn.flops.peak_flops`,
+  the same as ``train/mfu``'s): ``--peak-tflops``, else the device's dense
+  datasheet figure for the compute dtype (H100/H200 datasheets, else Lightning's
+  table), else on CPU the rate of a 2048³ matmul in the compute dtype measured
+  on the spot (so CPU "MFU" is relative to what this CPU's
+  GEMM reaches under the current load, and says so in ``peak_flops_source``).
+* Peak memory: CUDA: ``torch.cuda.max_memory_allocated`` minus the allocation
+  before the model was built.  CPU (torch has no allocator statistics there;
+  ``tracemalloc`` does not see torch's allocations): the process's peak
+  resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) minus its
+  resident set before the model was built.  Both are measured over the
+  build and the warm-up steps of each model, one model at a time, so they
+  include weights, gradients, AdamW state, activations and temporaries.
+
+``--compare-hf`` builds the same shape as ``transformers.Qwen3ForCausalLM``
+(SwiGLU with lit_ffn's hidden width, ``attn_implementation="sdpa"``, same
+dtype, precision, batch and optimizer), copies lit_ffn's SwiGLU weights into
+it (so the first losses agree: a check that both compute the same thing), and
+reports tokens/s of lit_ffn / transformers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lit_ffn.bench.measure import MemoryMeter, run_benchmark
+from lit_ffn.bench.report import build_report, render_markdown
+from lit_ffn.bench.runners import Runner, hf_runner, lit_runner
+from lit_ffn.bench.settings import PRECISIONS, ModelConfigs, settings_from
+from lit_ffn.errors import UserError, run_tool
+from lit_ffn.ffn.registry import spec_for
+from lit_ffn.flops import peak_flops, precision_dtype
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lit_ffn bench", description="Time training steps of lit_ffn (and transformers' Qwen3) on this device."
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        required=True,
+        metavar="X.yaml",
+        help="a lit_ffn config (repeatable, later files win, as for lit_ffn fit)",
+    )
+    parser.add_argument(
+        "--ffn",
+        nargs="+",
+        metavar="NAME",
+        help="FFN variant(s): built-in names (swiglu, geglu, dynamic_geglu, …), configs/ffn/*.yaml "
+        "files or class paths (default: the config's)",
+    )
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per model (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per model first (default 3)")
+    parser.add_argument("--compare-hf", action="store_true", help="also time transformers' Qwen3ForCausalLM")
+    parser.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    parser.add_argument("--markdown", metavar="OUT", help="write the report as a Markdown table")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, help="default: the config's trainer.precision")
+    parser.add_argument("--batch-size", type=int, help="default: the config's data.batch_size")
+    parser.add_argument("--seq-len", type=int, help="default: the config's data.seq_len")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every decoder block (both models)")
+    parser.add_argument(
+        "--loss-chunk-size",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="override model.loss_chunk_size; several values: one model per value (0: plain loss)",
+    )
+    parser.add_argument("--peak-tflops", type=float, help="peak TFLOP/s of the device for MFU")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def check_output_path(path: str | None, flag: str) -> None:
+    """Make sure ``path`` can be written before minutes of benchmarking: create
+    its parent directories; a directory or an unwritable place is a UserError."""
+    if not path:
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{flag} {path}: is a directory; give a file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{flag} {path}: cannot create the directory {out.parent} ({err.strerror or err})") from None
+    if not os.access(out if out.exists() else out.parent, os.W_OK):
+        raise UserError(f"{flag} {path}: not writable")
+
+
+def bench(argv: list[str], log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)) -> dict[str, Any]:
+    """Run ``lit_ffn bench`` with ``argv``; return the report (also written where asked)."""
+    args = build_parser().parse_args(argv)
+    check_output_path(args.json, "--json")
+    check_output_path(args.markdown, "--markdown")
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    configs = ModelConfigs(args.config)
+    cfg = configs.config
+    settings = settings_from(args, cfg)
+    ffns: list[dict[str, Any] | None] = [spec_for(name) for name in args.ffn] if args.ffn else [None]
+    if args.compare_hf and not any(_ffn_class(f, cfg) == "lit_ffn.ffn.SwiGLU" for f in ffns):
+        ffns.append({"class_path": "lit_ffn.ffn.SwiGLU"})  # the model transformers' Qwen3 is compared with
+    built: list[Runner] = []
+
+    def lit(ffn: dict[str, Any] | None, chunk: int | None) -> Runner:
+        keep = args.compare_hf and _ffn_class(ffn, cfg) == "lit_ffn.ffn.SwiGLU" and not built_swiglu(built)
+        built.append(lit_runner(configs, ffn, settings, loss_chunk_size=chunk, keep_initial_weights=keep))
+        return built[-1]
+
+    chunks: list[int | None] = list(args.loss_chunk_size or [None])
+    factories: list[Callable[[], Runner]] = [
+        lambda ffn=ffn, chunk=chunk: lit(ffn, chunk) for ffn in ffns for chunk in chunks
+    ]
+    if args.compare_hf:
+        factories.append(lambda: hf_runner(next(r for r in built if r.initial_weights is not None), settings))
+    runners = run_benchmark(factories, settings, log)
+    peak, peak_source = peak_flops(settings.device, precision_dtype(settings.precision), args.peak_tflops)
+    if args.peak_tflops:
+        peak, peak_source = args.peak_tflops * 1e12, "--peak-tflops"
+    report = build_report(runners, settings, peak, peak_source, MemoryMeter(settings.device).method, argv, load_before)
+    markdown = render_markdown(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown)
+    print(markdown)
+    return report
+
+
+def built_swiglu(runners: list[Runner]) -> bool:
+    return any(r.initial_weights is not None for r in runners)
+
+
+def _ffn_class(ffn: dict[str, Any] | None, cfg: Any) -> str:
+    return ffn["class_path"] if ffn is not None else cfg.model.ffn.class_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``lit_ffn bench``; user errors print one line and return 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_tool("lit_ffn bench", lambda: bench(argv) and None)
+
+
+__all__ = ["bench", "build_parser", "check_output_path", "main"]

@@ -1,0 +1,25 @@
+"""Lightning callbacks that complete lit_ffn's TensorBoard picture, one module each.
+
+* :class:`GateStatistics` (``gates.py``, maths in ``gate_stats.py``) — per-layer statistics of what
+  each FFN records as its gate, learned scalars such as DynamicGEGLU's ``s`` and ``b``, histograms.
+* :class:`GradNormMonitor` (``grad_norm.py``) — ``train/grad_norm`` before clipping.
+* :class:`TokenThroughputMonitor` (``throughput.py``) — tokens seen, tokens/s, FLOP/s, MFU, step time,
+  peak GPU memory.
+* :class:`HyperparameterSummary` (``hparams.py``) — one flat HPARAMS session per run.
+
+All four are enabled in ``configs/quickstart.yaml``; configs name them as ``lit_ffn.callbacks.<Class>``.
+"""
+
+from lit_ffn.callbacks.gates import GateStatistics, gate_recorders
+from lit_ffn.callbacks.grad_norm import GradNormMonitor
+from lit_ffn.callbacks.hparams import HyperparameterSummary, run_hyperparameters
+from lit_ffn.callbacks.throughput import TokenThroughputMonitor
+
+__all__ = [
+    "GateStatistics",
+    "GradNormMonitor",
+    "HyperparameterSummary",
+    "TokenThroughputMonitor",
+    "gate_recorders",
+    "run_hyperparameters",
+]

@@ -1,0 +1,111 @@
+"""``HyperparameterSummary``: one flat HPARAMS session per run for TensorBoard."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+from lit_ffn._lightning import skip_automatic_hparams, tensorboard_file_writer
+from lit_ffn.ffn.registry import variant_name
+from lit_ffn.provenance import git_state, short_commit
+
+
+def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[str, int | float | str | bool]:
+    """A flat ``{name: scalar}`` description of a run for TensorBoard's HPARAMS view.
+
+    ``ffn`` is the variant name of the run directory (``GEGLU-approximate=tanh``),
+    ``ffn_class`` the class; ``seed`` comes from ``seed_everything``; the other
+    scalar init arguments of the module, the data shape (``seq_len``,
+    ``batch_size``, ``tokens_per_step``) and a few trainer settings follow.
+    Lists and other values become strings.
+    """
+    hparams = dict(getattr(pl_module, "hparams", {}) or {})
+    ffn = hparams.pop("ffn", None)
+    params: dict[str, Any] = {}
+    if ffn is not None and (hasattr(ffn, "get") or hasattr(ffn, "class_path")) and variant_name(ffn) != "ffn":
+        params["ffn"] = variant_name(ffn)
+    else:
+        params["ffn"] = getattr(pl_module, "ffn_name", type(ffn).__name__ if ffn is not None else "none")
+    params["ffn_class"] = params["ffn"].split("-", 1)[0]
+    params["commit"] = short_commit(git_state())  # which code trained the run (lit_ffn.provenance)
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    params["seed"] = int(seed) if seed is not None and seed.lstrip("-").isdigit() else -1
+    logger = trainer.logger
+    if logger is not None and getattr(logger, "name", None):
+        params["experiment"] = str(logger.name)
+    for key, value in hparams.items():
+        params[key] = value
+    datamodule = trainer.datamodule
+    for key in ("seq_len", "batch_size"):
+        if hasattr(datamodule, key):
+            params[key] = getattr(datamodule, key)
+    if "seq_len" in params and "batch_size" in params:
+        params["tokens_per_step"] = (
+            params["seq_len"] * params["batch_size"] * trainer.accumulate_grad_batches * trainer.world_size
+        )
+    params.update(
+        max_steps=trainer.max_steps,
+        accumulate_grad_batches=trainer.accumulate_grad_batches,
+        world_size=trainer.world_size,
+        precision=str(trainer.precision),
+        gradient_clip_val=float(trainer.gradient_clip_val or 0.0),
+    )
+    if hasattr(pl_module, "num_parameters"):
+        params["num_parameters"] = int(pl_module.num_parameters())
+    model = getattr(pl_module, "model", None)
+    if model is not None and hasattr(model, "num_parameters"):
+        try:
+            params["num_parameters_non_embedding"] = int(model.num_parameters(exclude_embedding=True))
+        except TypeError:
+            pass
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
+
+
+class HyperparameterSummary(Callback):
+    """Writes one HPARAMS session per run: :func:`run_hyperparameters` with metrics ``val/loss``, ``val/ppl``.
+
+    The metrics are the run's own scalar tags — TensorBoard's HPARAMS view
+    shows their latest values, so it compares FFNs and seeds by their final
+    validation loss with no duplicate ``hp/…`` scalar and no placeholder point.
+    Lightning's automatic hyperparameter logging (the nested config plus an
+    ``hp_metric = -1``) is switched off for the module so that each run has
+    exactly one session.  A resumed fit (``ckpt_path``) writes nothing: the
+    run's first events file already holds its session.
+
+    Args:
+        metrics: scalar tags shown as HPARAMS metric columns.
+    """
+
+    def __init__(self, metrics: list[str] | None = None) -> None:
+        super().__init__()
+        self.metrics = list(metrics) if metrics is not None else ["val/loss", "val/ppl", "train/loss"]
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == TrainerFn.FITTING:
+            skip_automatic_hparams(pl_module)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.ckpt_path is not None or not trainer.loggers:
+            return
+        self._write(trainer, run_hyperparameters(trainer, pl_module))
+
+    @rank_zero_only
+    def _write(self, trainer: Trainer, params: dict[str, Any]) -> None:
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.log_hyperparams(params, metrics={})  # kept for hparams.yaml; {}: no hp_metric placeholder
+                writer = tensorboard_file_writer(logger)
+                for summary in hparams_summary(params, dict.fromkeys(self.metrics, 0.0)):
+                    writer.add_summary(summary)
+            else:
+                logger.log_hyperparams(params)
+
+
+__all__ = ["HyperparameterSummary", "run_hyperparameters"]

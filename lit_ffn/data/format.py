@@ -1,0 +1,126 @@
+"""The on-disk format of a prepared dataset, and reading its ``meta.json``.
+
+``lit_ffn prepare`` writes, and :class:`~lit_ffn.data.datamodule.TokenDataModule` reads::
+
+    DIR/train/       litdata optimized dataset of int32 token ids (TokensLoader)
+    DIR/val/         the same for the validation split
+    DIR/meta.json    written last; see :func:`read_meta`
+
+Readers import this module, never the writer (:mod:`lit_ffn.data.prepare`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from lit_ffn.errors import UserError, first_line
+
+FORMAT = "lit_ffn-tokens"
+FORMAT_VERSION = 1
+DTYPE = "int32"  # Qwen's 151,669 ids do not fit uint16
+SPLITS = ("train", "val")
+
+
+class DatasetError(UserError):
+    """A directory holds no complete prepared dataset; the message is one line."""
+
+
+def filesystem(url: str, error: type[UserError] = UserError) -> tuple[Any, str]:
+    """fsspec filesystem and path for a local path or URL; ``error`` (one line) when fsspec has none."""
+    import fsspec.core
+
+    try:
+        return fsspec.core.url_to_fs(os.path.expanduser(url))
+    except (ImportError, ValueError) as exc:  # "Install s3fs to access S3", "Protocol not known: foo"
+        raise error(f"cannot read {url}: {first_line(exc)}") from exc
+
+
+def read_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The meta of the complete dataset at ``data_dir`` (a local path or an fsspec URL).
+
+    Raises:
+        DatasetError: ``data_dir`` holds no complete dataset of a format this version reads.
+    """
+    location = str(data_dir)
+    missing = DatasetError(
+        f"no prepared dataset at {location}: create it with `lit_ffn prepare --input <files> --output {location}`"
+    )
+    try:
+        fs, path = filesystem(location, _NoFilesystem)
+        with fs.open(f"{path.rstrip('/')}/meta.json", "rb") as file:
+            meta = json.loads(file.read().decode("utf-8"))
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, _NoFilesystem):
+        raise missing from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {location}/meta.json: {first_line(exc)}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise DatasetError(f"{location}/meta.json is not a lit_ffn dataset meta: prepare the data again")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DatasetError(
+            f"{location} has dataset format version {meta.get('format_version')}, this lit_ffn reads "
+            f"{FORMAT_VERSION}: prepare the data again with --overwrite"
+        )
+    for split in SPLITS:
+        if not fs.exists(f"{path.rstrip('/')}/{split}/index.json"):
+            raise DatasetError(f"{location} is incomplete (no {split}/index.json): prepare it again with --overwrite")
+    return meta
+
+
+class _NoFilesystem(UserError):
+    """fsspec cannot open the location: to the reader, there is no dataset there."""
+
+
+# ------------------------------------------------------------------ where a dataset lives
+#: URL prefixes litdata streams chunks from (``local:`` is litdata's "remote" local directory: chunks are
+#: copied into the cache like downloads, which tests the remote code path offline).
+REMOTE_PREFIXES = ("s3://", "gs://", "azure://", "local:")
+#: The same locations as fsspec spells them, for ``meta.json`` (adlfs registers ``az://``, not ``azure://``).
+_FSSPEC_PREFIX = {"azure://": "az://", "local:": ""}
+
+
+class DataLocation:
+    """A ``data_dir`` as litdata and fsspec each need it.
+
+    Attributes:
+        litdata: the root to give :class:`~litdata.StreamingDataset` (a local path or a remote URL).
+        fsspec: the same root for :func:`read_meta`.
+        remote: whether litdata downloads chunks into its cache.
+    """
+
+    def __init__(self, litdata: str, fsspec: str, remote: bool) -> None:
+        self.litdata, self.fsspec, self.remote = litdata, fsspec, remote
+
+    def split(self, split: str) -> str:
+        return f"{self.litdata.rstrip('/')}/{split}"
+
+
+def resolve_data_dir(data_dir: str) -> DataLocation:
+    """Check ``data_dir`` and spell it for litdata and fsspec.
+
+    Local paths and ``file://`` URLs are read in place; ``s3://``, ``gs://``, ``azure://`` (credentials
+    from the environment, as boto3 / google-auth / azure-identity find them) and ``local:/path`` are
+    streamed through litdata's cache (``data.cache_dir``).
+
+    Raises:
+        UserError: an ``hf://`` URL (litdata streams only raw parquet from the Hub) or another protocol.
+    """
+    data_dir = str(data_dir)
+    if data_dir.startswith("file://"):
+        path = data_dir[len("file://") :]
+        return DataLocation(path, path, remote=False)
+    for prefix in REMOTE_PREFIXES:
+        if data_dir.startswith(prefix):
+            fsspec_root = _FSSPEC_PREFIX.get(prefix, prefix) + data_dir[len(prefix) :]
+            return DataLocation(data_dir, fsspec_root, remote=True)
+    if data_dir.startswith("hf://"):
+        raise UserError(
+            f"data.data_dir={data_dir}: litdata streams only raw parquet from the Hugging Face Hub, not prepared "
+            "token chunks; download the prepared dataset, or upload it to s3:// or gs://"
+        )
+    if "://" in data_dir:
+        raise UserError(
+            f"data.data_dir={data_dir}: unsupported protocol; use a local path, file://, {', '.join(REMOTE_PREFIXES)}"
+        )
+    return DataLocation(data_dir, data_dir, remote=False)

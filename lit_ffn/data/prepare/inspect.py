@@ -1,0 +1,57 @@
+"""``lit_ffn prepare --inspect``: the meta of a dataset and a few decoded blocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lit_ffn.data.format import SPLITS, read_meta
+from lit_ffn.data.tokenizer import Tokenizer, load_tokenizer
+
+
+def sample_blocks(
+    data_dir: str | os.PathLike[str], split: str, block_size: int, count: int
+) -> list[tuple[int, int, list[int]]]:
+    """``count`` evenly spaced blocks of ``block_size`` tokens, exactly as training reads them.
+
+    Returns:
+        ``(index, number_of_blocks, token_ids)`` per sample.
+    """
+    from litdata import StreamingDataset
+    from litdata.streaming.item_loader import TokensLoader
+
+    dataset = StreamingDataset(f"{str(data_dir).rstrip('/')}/{split}", item_loader=TokensLoader(block_size=block_size))
+    total = len(dataset)
+    indices = sorted({round(i * (total - 1) / max(count - 1, 1)) for i in range(min(count, total))})
+    return [(index, total, dataset[index].tolist()) for index in indices]
+
+
+def render_block(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
+    """Decode a block, showing each EOS id as a visible ``⟨eos⟩`` marker."""
+    pieces, current = [], []
+    for token in ids:
+        if token == tokenizer.eos_id:
+            pieces.append(tokenizer.decode(current))
+            current = []
+        else:
+            current.append(token)
+    pieces.append(tokenizer.decode(current))
+    return "⟨eos⟩".join(pieces)
+
+
+def inspect_dataset(data_dir: str, samples: int = 3, block_size: int = 257, out: Any = None) -> None:
+    """Print the meta of a dataset and decode a few training and validation blocks."""
+    out = out or sys.stdout
+    meta = read_meta(data_dir)
+    print(json.dumps({key: value for key, value in meta.items() if key != "inputs"}, indent=2), file=out)
+    tok = load_tokenizer(meta["tokenizer"])
+    for split in SPLITS:
+        blocks = sample_blocks(data_dir, split, block_size, samples)
+        if not blocks:
+            print(f"\n--- {split}: no block of {block_size} tokens fits in one chunk ---", file=out)
+        for index, total, ids in blocks:
+            print(f"\n--- {split} block {index} of {total} ({len(ids)} tokens) ---", file=out)
+            print(render_block(tok, ids), file=out)

@@ -1,0 +1,492 @@
+"""The report of a :mod:`lit_ffn.experiments.ablate` study, read from its runs on disk.
+
+``DIR/results.md`` / ``results.csv``: per variant the final validation loss
+(mean ± sample std over seeds, n), its difference to the baseline with a 95%
+Welch CI, Welch's p-value and its Holm-adjusted value over all comparisons
+(:mod:`lit_ffn.experiments.stats`), a verdict in words, parameter counts
+(:mod:`lit_ffn.experiments.params`) and tokens/s.  ``DIR/curves.png``: validation loss vs
+step, mean ± std band over seeds per variant.  ``DIR/gates.png``: the gate
+statistics of every layer at the end of training, one panel per variant.
+
+Everything is read back from each run's ``config.yaml`` and TensorBoard
+events, so ``lit_ffn ablate --report DIR`` rebuilds the report at any time
+(also from a study that is still running: unfinished pairs are listed, not
+counted).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from lit_ffn.errors import UserError
+from lit_ffn.experiments.events import read_scalars, wall_times
+from lit_ffn.experiments.study import DONE, Pair, Study
+from lit_ffn.provenance import run_commit
+from lit_ffn.training.batch_plan import device_count
+
+_THROUGHPUT_TAGS = ("train/tokens_per_sec",)
+
+
+def _tokens_per_step(config: dict[str, Any]) -> int | None:
+    """Tokens per optimizer step from a resolved config (None if the world size is not a plain number)."""
+    trainer, data = config.get("trainer") or {}, config.get("data") or {}
+    try:
+        devices = device_count(trainer.get("devices", 1))  # 8, "8", "0,1" or [0, 1]; not "auto"
+    except UserError:
+        return None
+    try:
+        return (
+            int(data["batch_size"])
+            * int(data["seq_len"])
+            * int(trainer.get("accumulate_grad_batches") or 1)
+            * devices
+            * int(trainer.get("num_nodes") or 1)
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def tokens_per_second(scalars: dict[str, list], config: dict[str, Any], run_dir: Path) -> tuple[float | None, str]:
+    """Training throughput of a run and where it came from.
+
+    1. a throughput tag (``train/tokens_per_sec`` of lit_ffn's
+       ``TokenThroughputMonitor``, else any ``…tokens_per_sec`` or Lightning
+       ``…items_per_sec`` that is not per device): the median of its values;
+    2. else the wall times of the ``train/loss`` events: the median over
+       consecutive logged steps of ``tokens per step · Δstep / Δt``
+       (the median drops intervals that contain a validation or a restart).
+    """
+    tags = [t for t in _THROUGHPUT_TAGS if t in scalars] or sorted(
+        t for t in scalars if t.endswith(("tokens_per_sec", "items_per_sec")) and "device" not in t
+    )
+    if tags:
+        return _median(sorted(v for _, v in scalars[tags[0]])), tags[0]
+    per_step = _tokens_per_step(config)
+    points = wall_times(run_dir, "train/loss") if per_step and "train/loss" in scalars else []
+    rates = sorted(
+        per_step * (s1 - s0) / (w1 - w0) for (s0, w0), (s1, w1) in itertools.pairwise(points) if w1 > w0 and s1 > s0
+    )
+    return (_median(rates), "train/loss wall times") if rates else (None, "n/a")
+
+
+def _median(values: Sequence[float]) -> float:
+    n = len(values)
+    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
+
+@dataclass
+class RunResult:
+    """What the report needs from one run directory."""
+
+    pair: Pair
+    status: str  # "done", "incomplete" (started, not done) or "missing"
+    val_curve: list[tuple[int, float]] = field(default_factory=list)
+    tokens_per_s: float | None = None
+    tokens_per_s_source: str = "n/a"
+    has_gates: bool = False  # logged gates/layer_XX/… statistics (lit_ffn.callbacks.GateStatistics)
+    config: dict[str, Any] = field(default_factory=dict)
+    commit: str = "unknown"  # lit_ffn.provenance.run_commit
+
+    @property
+    def final(self) -> tuple[int, float] | None:
+        """(step, val/loss) of the last validation."""
+        return self.val_curve[-1] if self.val_curve else None
+
+
+def read_run(study: Study, pair: Pair) -> RunResult:
+    run_dir = study.run_dir(pair)
+    if not run_dir.exists():
+        return RunResult(pair, "missing")
+    status = "done" if (run_dir / DONE).exists() else "incomplete"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    try:
+        scalars = read_scalars(run_dir)
+    except UserError:  # no events file yet
+        scalars = {}
+    tps, source = tokens_per_second(scalars, config, run_dir)
+    has_gates = any(tag.startswith("gates/layer_") for tag in scalars)
+    return RunResult(
+        pair, status, list(scalars.get("val/loss", [])), tps, source, has_gates, config, run_commit(run_dir)
+    )
+
+
+# ================================================================== the report
+@dataclass
+class VariantRow:
+    """One line of results.md / results.csv."""
+
+    variant: str
+    values: dict[int, float]  # seed -> final val loss (finished runs only)
+    final_steps: list[int]
+    summary: Any  # lit_ffn.experiments.stats.Summary
+    test: Any  # lit_ffn.experiments.stats.TTestResult of Welch's test, or None for the baseline
+    p_holm: float
+    verdict: str
+    params: Any  # lit_ffn.experiments.params.ParamCount, or None
+    tokens_per_s: float | None
+    tokens_per_s_source: str
+    paired: Any = (
+        None  # lit_ffn.experiments.stats.TTestResult of the paired test (same seeds), or None for the baseline
+    )
+    p_paired_holm: float = math.nan
+
+
+def _verdict(welch: Any, p_holm: float, paired: Any, p_paired_holm: float, baseline: str, k: int) -> str:
+    """The verdict in words, from the paired test where the variant and the baseline share ≥ 2 seeds
+    with some spread in their differences (the study's design: a seed fixes the data order of every
+    variant), else from Welch's test."""
+    if welch is None:
+        return "baseline"
+    test, p_adjusted, name = (
+        (paired, p_paired_holm, "paired")
+        if paired is not None and not math.isnan(paired.p)
+        else (welch, p_holm, "Welch")
+    )
+    if math.isnan(test.p):
+        return "no test (needs n ≥ 2 in both, and some spread)"
+    direction = "lower" if test.diff < 0 else "higher"
+    if test.p >= 0.05:
+        return f"no detectable difference ({name})"
+    if k > 1 and not p_adjusted < 0.05:
+        return f"{direction} loss ({name} p < 0.05, but not after Holm over {k} comparisons)"
+    return f"**{direction} loss than {baseline}** ({name} p < 0.05{', also after Holm' if k > 1 else ''})"
+
+
+def build_rows(study: Study, runs: dict[Pair, RunResult], baseline: str) -> list[VariantRow]:
+    from lit_ffn.experiments import stats
+    from lit_ffn.experiments.params import count_parameters
+
+    finished = {
+        variant: {r.pair.seed: r for r in runs.values() if r.pair.variant == variant and r.status == "done" and r.final}
+        for variant in study.variants
+    }
+    by_seed = {v: {seed: r.final[1] for seed, r in finished[v].items()} for v in study.variants}
+    others = [v for v in study.variants if v != baseline]
+    tests = {v: stats.welch(list(by_seed[v].values()), list(by_seed[baseline].values())) for v in others}
+    holm = dict(zip(others, stats.holm([tests[v].p for v in others])))
+    # TensorBoard keeps scalars in float32: differences that agree to ~8 float32 ulps are "no spread"
+    float32_rtol = 8 * float(np.finfo(np.float32).eps)
+    paired = {v: stats.paired(by_seed[v], by_seed[baseline], rtol=float32_rtol) for v in others}
+    paired_holm = dict(zip(others, stats.holm([paired[v].p for v in others])))
+    rows = []
+    for variant in [baseline, *others]:
+        done = finished[variant]
+        any_config = next((r.config for r in runs.values() if r.pair.variant == variant and r.config), None)
+        try:
+            params = count_parameters(any_config["model"]) if any_config else None
+        except Exception:  # noqa: BLE001 - e.g. a user FFN not importable here: the table says "—"
+            params = None
+        tps = [r.tokens_per_s for r in done.values() if r.tokens_per_s is not None]
+        test, pair_test = tests.get(variant), paired.get(variant)
+        p_holm, p_paired_holm = holm.get(variant, math.nan), paired_holm.get(variant, math.nan)
+        rows.append(
+            VariantRow(
+                variant=variant,
+                values={seed: r.final[1] for seed, r in sorted(done.items())},
+                final_steps=sorted({r.final[0] for r in done.values()}),
+                summary=stats.summarize(r.final[1] for r in done.values()),
+                test=test,
+                p_holm=p_holm,
+                verdict=_verdict(test, p_holm, pair_test, p_paired_holm, baseline, len(others)),
+                params=params,
+                tokens_per_s=sum(tps) / len(tps) if tps else None,
+                tokens_per_s_source=next(
+                    (r.tokens_per_s_source for r in done.values() if r.tokens_per_s is not None), "n/a"
+                ),
+                paired=pair_test,
+                p_paired_holm=p_paired_holm,
+            )
+        )
+    return rows
+
+
+def _fmt_signed(x: float, decimals: int) -> str:
+    return "—" if math.isnan(x) else f"{x:+.{decimals}f}"
+
+
+def results_markdown(study: Study, rows: list[VariantRow], runs: dict[Pair, RunResult], baseline: str) -> str:
+    from lit_ffn.experiments.stats import _decimals, format_mean_std, format_p
+
+    k = len(rows) - 1
+    stds = [r.summary.std for r in rows if not math.isnan(r.summary.std)]
+    d = _decimals(min(stds)) if stds else 4
+    steps = sorted({s for r in rows for s in r.final_steps})
+    max_steps = (
+        ", ".join(
+            sorted(
+                {
+                    str((r.config.get("trainer") or {}).get("max_steps"))
+                    for r in runs.values()
+                    if r.status == "done" and r.config
+                }
+            )
+        )
+        or "—"
+    )
+    lines = [
+        f"# Ablation: {study.experiment}",
+        "",
+        f"- base config: {', '.join(f'`{c}`' for c in study.configs)}"
+        + (f"; overrides: `{' '.join(study.overrides)}`" if study.overrides else ""),
+        f"- variants: {', '.join(study.variants)}; seeds: {' '.join(map(str, study.seeds))}; baseline: **{baseline}**",
+        (
+            f"- metric: final validation loss — the last `val/loss` point of each run (trained for {max_steps} "
+            f"optimizer steps; TensorBoard step {', '.join(map(str, steps)) or '—'}): the token-weighted mean "
+            "next-token cross-entropy over the validation set, in nats; lower is better"
+        ),
+        (
+            f"- runs: `{study.runs_dir}/{study.experiment}/<variant>/seed_<seed>/` (config.yaml, TensorBoard events); "
+            f"command: `{study.command()}`"
+        ),
+        "",
+        (
+            f"| variant | n | final val loss (mean ± std) | Δ vs {baseline} | 95% CI of Δ (Welch) | p (Welch) | "
+            f"p (Welch, Holm k={k}) | 95% CI of Δ (paired by seed; pairs) | p (paired) | p (paired, Holm k={k}) | "
+            "verdict | params (total) | FFN params | tokens/s |"
+        ),
+        "|---|---:|---|---:|---|---:|---:|---|---:|---:|---|---:|---:|---:|",
+    ]
+
+    def ci(t: Any) -> str:
+        return "—" if math.isnan(t.ci_low) else f"[{t.ci_low:+.{d}f}, {t.ci_high:+.{d}f}]"
+
+    for row in rows:
+        t, pt = row.test, row.paired
+        if t is None:
+            delta = welch_ci = p = p_holm = paired_ci = p_paired = p_paired_holm = "—"
+        else:
+            delta = _fmt_signed(t.diff, d)
+            welch_ci, p, p_holm = ci(t), format_p(t.p), format_p(row.p_holm)
+            n_pairs = len(set(row.values) & set(rows[0].values))
+            paired_ci = f"{ci(pt)} ({n_pairs})"
+            p_paired, p_paired_holm = format_p(pt.p), format_p(row.p_paired_holm)
+        params = f"{row.params.total:,}" if row.params else "—"
+        ffn_params = f"{row.params.ffn:,}" if row.params else "—"
+        tps = f"{row.tokens_per_s:,.0f}" if row.tokens_per_s is not None else "—"
+        lines.append(
+            f"| {row.variant} | {row.summary.n} | {format_mean_std(row.summary.mean, row.summary.std)} | {delta} "
+            f"| {welch_ci} | {p} | {p_holm} | {paired_ci} | {p_paired} | {p_paired_holm} | {row.verdict} "
+            f"| {params} | {ffn_params} | {tps} |"
+        )
+    sources = sorted({r.tokens_per_s_source for r in rows if r.tokens_per_s is not None})
+    lines += [
+        "",
+        "How to read this table:",
+        "",
+        (
+            "- **n** finished seeds per variant; **mean ± std** over seeds (sample std, ddof 1). Seeds differ in "
+            "initialisation and data order (`seed_everything` drives both); the validation set is the same for all."
+        ),
+        (
+            f"- **Δ** = variant − {baseline} (negative: lower loss than the baseline). **Welch**: CI and p of Welch's "
+            "unequal-variance two-sample t-test (two-sided, Welch–Satterthwaite degrees of freedom, `scipy.stats`), "
+            "which treats the seeds of the two variants as unrelated samples."
+        ),
+        (
+            f"- **paired by seed**: CI and p of the paired t-test on the per-seed differences variant − {baseline} "
+            "(ν = pairs − 1, `scipy.stats.ttest_rel`). A seed fixes the data order (and the embedding's initial "
+            "values, drawn first) for every variant, so runs with the same seed are matched pairs and the "
+            "seed-to-seed spread they share cancels: when seeds differ more than variants do, this test sees "
+            "differences that Welch's cannot. The **verdict** uses it (Welch's test where fewer than 2 seeds pair "
+            "up). Each CI excludes 0 exactly when its p < 0.05."
+        ),
+        (
+            f"- **Holm**: Holm–Bonferroni adjusted p over the k = {k} comparisons with the baseline; it keeps the chance "
+            "of *any* false positive among them at 5%. Trust a difference when it survives Holm: with many variants, "
+            "a raw p < 0.05 is expected about once in 20 comparisons by chance alone."
+        ),
+        (
+            '- With few seeds the t-test has little power: "no detectable difference" is not evidence of equality; '
+            "read the CI as the range of differences the data allow. A significant difference at one scale (model "
+            "size, steps, data) need not hold at another."
+        ),
+        (
+            "- **params**: total with the tied embedding counted once; **FFN params**: all layers' FFNs "
+            f"(`lit_ffn params`). **tokens/s**: training throughput, mean over seeds, from {', '.join(sources) or '—'} "
+            "(shared or busy machines make it noisy)."
+        ),
+        "",
+        "Final validation loss per seed:",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in study.seeds) + " |",
+        "|---|" + "---:|" * len(study.seeds),
+    ]
+    for row in rows:
+        cells = [f"{row.values[s]:.{d}f}" if s in row.values else "—" for s in study.seeds]
+        lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Commit that trained each run (`provenance.json` in its directory; `+dirty`: uncommitted changes):",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in study.seeds) + " |",
+        "|---|" + "---|" * len(study.seeds),
+    ]
+    for variant in study.variants:
+        pairs = [runs.get(Pair(variant, s)) for s in study.seeds]
+        cells = [r.commit if r is not None and r.status != "missing" else "—" for r in pairs]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    base_values = rows[0].values
+    lines += [
+        "",
+        f"Difference to {baseline} per seed (what the paired test sees):",
+        "",
+        "| variant | " + " | ".join(f"seed {s}" for s in study.seeds) + " |",
+        "|---|" + "---:|" * len(study.seeds),
+    ]
+    for row in rows[1:]:
+        cells = [
+            f"{row.values[s] - base_values[s]:+.{d}f}" if s in row.values and s in base_values else "—"
+            for s in study.seeds
+        ]
+        lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
+    problems = [r for r in runs.values() if r.status != "done" or not r.final]
+    if problems:
+        lines += ["", "Not included (rerun the same `lit_ffn ablate` command to finish them):", ""]
+        for r in sorted(problems, key=lambda r: (r.pair.variant, r.pair.seed)):
+            why = {"missing": "not started", "incomplete": "started, not finished"}.get(r.status, "no val/loss logged")
+            lines.append(f"- {r.pair.variant} seed {r.pair.seed}: {why}")
+    lines += ["", "![validation loss, mean ± std over seeds](curves.png)", ""]
+    if any(r.has_gates for r in runs.values()):
+        lines += ["![gate statistics per layer at the end of training](gates.png)", ""]
+    return "\n".join(lines)
+
+
+CSV_FIELDS = [
+    "variant",
+    "n",
+    "seeds",
+    "final_step",
+    "val_loss_mean",
+    "val_loss_std",
+    "val_loss_values",
+    "delta_vs_baseline",
+    "ci95_low",
+    "ci95_high",
+    "t",
+    "df",
+    "p_welch",
+    "p_holm",
+    "significant_holm",
+    "paired_n",
+    "paired_ci95_low",
+    "paired_ci95_high",
+    "paired_t",
+    "p_paired",
+    "p_paired_holm",
+    "significant_paired_holm",
+    "verdict",
+    "params_total",
+    "params_non_embedding",
+    "params_ffn",
+    "tokens_per_s",
+    "tokens_per_s_source",
+]
+
+
+def results_csv_rows(rows: list[VariantRow]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        t = row.test
+        out.append(
+            {
+                "variant": row.variant,
+                "n": row.summary.n,
+                "seeds": " ".join(map(str, row.values)),
+                "final_step": " ".join(map(str, row.final_steps)),
+                "val_loss_mean": row.summary.mean,
+                "val_loss_std": row.summary.std,
+                "val_loss_values": " ".join(repr(v) for v in row.values.values()),
+                "delta_vs_baseline": t.diff if t else "",
+                "ci95_low": t.ci_low if t else "",
+                "ci95_high": t.ci_high if t else "",
+                "t": t.t if t else "",
+                "df": t.df if t else "",
+                "p_welch": t.p if t else "",
+                "p_holm": row.p_holm if t else "",
+                "significant_holm": bool(row.p_holm < 0.05) if t else "",
+                "paired_n": len(set(row.values) & set(rows[0].values)) if t else "",
+                "paired_ci95_low": row.paired.ci_low if t else "",
+                "paired_ci95_high": row.paired.ci_high if t else "",
+                "paired_t": row.paired.t if t else "",
+                "p_paired": row.paired.p if t else "",
+                "p_paired_holm": row.p_paired_holm if t else "",
+                "significant_paired_holm": bool(row.p_paired_holm < 0.05) if t else "",
+                "verdict": row.verdict.replace("**", ""),
+                "params_total": row.params.total if row.params else "",
+                "params_non_embedding": row.params.non_embedding if row.params else "",
+                "params_ffn": row.params.ffn if row.params else "",
+                "tokens_per_s": row.tokens_per_s if row.tokens_per_s is not None else "",
+                "tokens_per_s_source": row.tokens_per_s_source,
+            }
+        )
+    return out
+
+
+def plot_curves(study: Study, runs: dict[Pair, RunResult], path: Path) -> None:
+    """``curves.png``: validation loss vs step of the finished runs, the mean over seeds with a ±1
+    std band (sample std, as the table) per variant; the right panel zooms on the second half."""
+    from lit_ffn.experiments.plots import plot_series_groups
+
+    groups = {
+        variant: [
+            r.val_curve for r in runs.values() if r.pair.variant == variant and r.status == "done" and r.val_curve
+        ]
+        for variant in study.variants
+    }
+    if not any(groups.values()):
+        return
+    plot_series_groups(
+        groups,
+        path,
+        ylabel="val/loss (nats)",
+        band="std",
+        zoom_second_half=True,
+        title=f"{study.experiment}: validation loss (mean ± std over seeds)",
+    )
+
+
+def plot_gates(study: Study, runs: dict[Pair, RunResult], path: Path) -> bool:
+    """``gates.png`` through :func:`lit_ffn.experiments.plots.plot_gate_profile`: the gate
+    statistics of every layer at the end of training, a column of panels per
+    variant (its first finished seed that logged gate statistics; seeds are
+    not averaged).  Returns False (and draws nothing) when no run logged gate
+    statistics (``lit_ffn.callbacks.GateStatistics`` not enabled)."""
+    from lit_ffn.experiments.plots import plot_gate_profile
+
+    shown = {}
+    for variant in study.variants:
+        run = next((r for r in runs.values() if r.pair.variant == variant and r.status == "done" and r.has_gates), None)
+        if run is not None:
+            shown[f"{variant} (seed {run.pair.seed})"] = study.run_dir(run.pair)
+    if not shown:
+        return False
+    plot_gate_profile(shown, path, title=f"{study.experiment}: gate statistics per layer at the end of training")
+    return True
+
+
+def write_report(study: Study, baseline: str | None = None) -> dict[str, Path]:
+    """Read every run of ``study`` and write results.md, results.csv, curves.png, gates.png into ``study.out``."""
+    baseline = baseline or study.baseline_name
+    if baseline not in study.variants:
+        raise UserError(f"baseline '{baseline}' is not a variant of the study ({', '.join(study.variants)})")
+    runs = {pair: read_run(study, pair) for pair in study.pairs()}
+    rows = build_rows(study, runs, baseline)
+    paths = {"md": study.out / "results.md", "csv": study.out / "results.csv", "curves": study.out / "curves.png"}
+    paths["md"].write_text(results_markdown(study, rows, runs, baseline))
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(results_csv_rows(rows))
+    plot_curves(study, runs, paths["curves"])
+    if plot_gates(study, runs, study.out / "gates.png"):
+        paths["gates"] = study.out / "gates.png"
+    return paths

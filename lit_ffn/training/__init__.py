@@ -1,0 +1,7 @@
+"""Training: the LightningModule (``module.py``), the ``lit_ffn fit|validate|test`` CLI
+(``lightning_cli.py``) and the one config parser every tool uses (``config.py``), the batch plan
+(``batch_plan.py``), the non-finite guard (``guards.py``), atomic checkpoints
+(``checkpointing.py``) and the learning-rate schedule (``optim.py``).
+
+Nothing here is imported by the model or the FFNs; import the submodules themselves.
+"""

@@ -1,0 +1,178 @@
+"""The LightningCLI for ``lit_ffn fit|validate|test``.
+
+Everything about a run comes from YAML/flags through jsonargparse; this class
+links arguments that must agree and gives every run a stable directory:
+
+    <save_dir>/<experiment>/<ffn variant>/seed_<seed>/     (TensorBoardLogger save_dir/name/version)
+        config.yaml  events.out.tfevents.*  checkpoints/last.ckpt
+
+so runs of different FFNs and seeds sit side by side in TensorBoard, and
+``lit_ffn fit --config <run>/config.yaml --ckpt_path last`` finds its own checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_ffn.data.datamodule import TokenDataModule
+from lit_ffn.errors import UserError
+from lit_ffn.ffn.registry import variant_name
+from lit_ffn.provenance import write_provenance
+from lit_ffn.training.batch_plan import plan_for_config
+from lit_ffn.training.checkpointing import AtomicCheckpoint
+from lit_ffn.training.module import LitDecoder
+
+DEFAULT_LOGGER = {
+    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+    "init_args": {"save_dir": "runs", "name": "default"},
+}
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Writes the run's ``config.yaml`` when training really starts.
+
+    Lightning writes it in ``setup()``, before a checkpoint is restored, so a
+    resume that is refused while restoring (e.g. another ``data.num_workers``)
+    would overwrite the run's good config with the refused one.  Only ``fit``
+    writes it: ``validate``/``test`` of a run must not rewrite its config.
+
+    Next to it, ``provenance.json`` gets one entry per fit of the run: the git
+    commit and dirty flag, the lit_ffn version and the library versions
+    (:mod:`lit_ffn.provenance`).
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        pass
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        super().setup(trainer, pl_module, "fit")
+        log_dir = trainer.log_dir  # a broadcast from rank 0: every rank must ask
+        if trainer.is_global_zero and log_dir is not None:
+            write_provenance(Path(log_dir))
+
+
+class LitFFNCLI(LightningCLI):
+    """``LightningCLI(LitDecoder, TokenDataModule)`` with lit_ffn's links and run directories.
+
+    * ``model.vocab_size`` → ``data.vocab_size``: the DataModule refuses a
+      dataset whose tokenizer does not fit the model.
+    * ``seed_everything`` → ``data.seed``: one seed drives init and shuffling.
+    * ``checkpoint``: a ModelCheckpoint (``AtomicCheckpoint``: a killed save never
+      replaces a good checkpoint) that is always there, writing
+      ``last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at the
+      end of fit (``checkpoint.save_top_k`` keeps step-named copies too).
+    * ``global_batch_size`` / ``val_every_n_steps`` (sequences / optimizer steps)
+      set ``trainer.accumulate_grad_batches`` / ``trainer.val_check_interval``
+      for the device count at hand (:mod:`lit_ffn.training.batch_plan`), so a protocol
+      stays the same on 1 or 8 GPUs.
+    * the TensorBoard logger's ``version`` defaults to ``<ffn variant>/seed_<seed>``;
+      ``fit`` refuses to start over a run that already has checkpoints unless
+      it resumes (``--ckpt_path last``).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("save_config_callback", SaveRunConfig)
+        kwargs.setdefault("auto_configure_optimizers", False)  # LitDecoder owns AdamW + schedule
+        kwargs.setdefault("trainer_defaults", {"logger": DEFAULT_LOGGER})
+        kwargs.setdefault("seed_everything_default", 0)  # reproducible unless asked otherwise
+        super().__init__(LitDecoder, TokenDataModule, *args, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:  # jsonargparse parser
+        parser.add_lightning_class_args(AtomicCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {"checkpoint.save_last": True, "checkpoint.save_top_k": 0, "checkpoint.every_n_train_steps": 100}
+        )
+        parser.add_argument(
+            "--global_batch_size",
+            type=int | None,
+            default=None,
+            help="sequences per optimizer step over all devices; sets trainer.accumulate_grad_batches = "
+            "global_batch_size / (data.batch_size × trainer.devices × trainer.num_nodes)",
+        )
+        parser.add_argument(
+            "--val_every_n_steps",
+            type=int | None,
+            default=None,
+            help="validate every N optimizer steps; sets trainer.val_check_interval (micro-batches) = "
+            "N × accumulate_grad_batches and trainer.check_val_every_n_epoch = null",
+        )
+        parser.link_arguments("model.vocab_size", "data.vocab_size")
+        # seed_everything may be true/false (random/none): data.seed gets 0 here and
+        # the resolved seed in before_instantiate_classes.
+        parser.link_arguments(
+            "seed_everything", "data.seed", compute_fn=lambda seed: 0 if isinstance(seed, bool) else seed
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        # `seed_everything: true` is resolved to a random int by now; the parse-time
+        # link gave data.seed the literal True, so give the data the real seed.
+        if isinstance(config.get("seed_everything"), int) and not isinstance(config.get("seed_everything"), bool):
+            config.data.seed = config.seed_everything
+        # fit, or run=False (the caller trains); validate/test take no optimizer step, so a saved plan is moot
+        if self.subcommand in (None, "fit"):
+            self._plan_batches(config)
+        run_dir = self._name_run(config)
+        if self.subcommand == "fit" and run_dir is not None and config.get("ckpt_path") is None:
+            existing = run_dir / "checkpoints" / "last.ckpt"
+            if existing.exists():
+                raise UserError(
+                    f"run directory {run_dir} already holds {existing.name}: resume it with "
+                    f"`lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last`, or start a new run "
+                    "with another --trainer.logger.init_args.version (or .name)"
+                )
+
+    def instantiate_classes(self) -> None:
+        # jsonargparse wraps an exception raised in an __init__ (e.g. a callback's
+        # UserError for a bad YAML value) in its own ValueError: unwrap it so the
+        # CLI prints the UserError's one line.
+        try:
+            super().instantiate_classes()
+        except Exception as err:  # re-raised unless a UserError is inside
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, UserError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
+    @staticmethod
+    def _plan_batches(config: Any) -> None:
+        """Turn ``global_batch_size`` / ``val_every_n_steps`` into the Trainer's micro-batch settings."""
+        try:
+            plan = plan_for_config(config)
+        except UserError as err:
+            if config.get("ckpt_path") is None:
+                raise
+            raise UserError(
+                f"{err} (resuming: run on the trainer.devices × trainer.num_nodes and with the data.batch_size "
+                "the run started with; its config.yaml holds the values derived for them)"
+            ) from None
+        if plan is None:
+            return
+        trainer = config.trainer
+        global_batch, every = config.get("global_batch_size"), config.get("val_every_n_steps")
+        trainer.accumulate_grad_batches = plan.accumulate_grad_batches
+        summary = f"accumulate_grad_batches={plan.accumulate_grad_batches}"
+        if plan.val_check_interval is not None:
+            trainer.val_check_interval = plan.val_check_interval
+            trainer.check_val_every_n_epoch = None  # count micro-batches across epochs, not within one
+            summary += f", val_check_interval={plan.val_check_interval} micro-batches"
+        rank_zero_info(f"lit_ffn: global_batch_size={global_batch}, val_every_n_steps={every} -> {summary}")
+
+    @staticmethod
+    def _name_run(config: Any) -> Path | None:
+        """Fill in the TensorBoard logger's version; return the run directory (None: no such logger)."""
+        logger = config.get("trainer", {}).get("logger")
+        if not hasattr(logger, "get") or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+            return None
+        init_args = logger.init_args
+        if init_args.get("version") is None:
+            init_args.version = f"{variant_name(config.model.ffn)}/seed_{config.get('seed_everything')}"
+        return Path(init_args.save_dir) / (init_args.get("name") or "") / str(init_args.version)
