@@ -1,5 +1,10 @@
 """Every use of a private Lightning (or torch) attribute in lit_ffn, each with the reason.
 
+Overrides of private methods in subclasses stay with their subclass, each with a comment:
+``AtomicCheckpoint._save_checkpoint`` / ``_remove_checkpoint`` (atomic saves, training/checkpointing.py),
+``LitFFNCLI._parse_ckpt_path`` (checks a checkpoint before LightningCLI unpickles it), and
+``FSDP2Strategy.setup_environment`` setting ``_data_parallel_size`` (distributed/strategy.py).
+
 Lightning 2.6 offers no public API for these; keeping them here means one file to check when
 Lightning is upgraded (``tests/test_lightning_private.py`` exercises each on the installed
 version).  Nothing else in lit_ffn may reach into ``trainer._…`` or ``…._private``.

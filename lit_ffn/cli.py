@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import signal
 import sys
 import warnings
 
@@ -82,13 +83,24 @@ def main(argv: list[str] | None = None) -> int:
     if not from_command_line:  # called from Python with explicit argv: that is intended
         warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended")
     try:
-        LitFFNCLI(args=None if from_command_line else argv)
+        cli = LitFFNCLI(args=None if from_command_line else argv)
     except Exception as err:  # only user errors are turned into a line
         message = user_error_message(err)
         if message is None:
             raise
         sys.stderr.write(f"lit_ffn: error: {message}\n")
         return 2
+    if cli.subcommand == "fit" and cli.trainer.is_global_zero:
+        sys.stdout.write(cli.summary() + "\n")
+    stop = getattr(cli, "graceful_stop", None)
+    if stop is not None and stop.stopped_by is not None:  # SIGTERM / SIGINT: saved, stopped (training/preemption.py)
+        name = signal.Signals(stop.stopped_by).name
+        if cli.trainer.is_global_zero:
+            sys.stderr.write(
+                f"lit_ffn: interrupted by {name} after step {stop.stopped_at_step}; last.ckpt is saved: resume with "
+                f"`{cli.resume_command()}`\n"
+            )
+        return 128 + stop.stopped_by
     return 0
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,6 +81,7 @@ class StepRecorder(L.Callback):
         self.out_dir = Path(out_dir)
         self.row: dict[str, Any] = {}
         self.nan_hook: Any = None
+        self.signalled = False
 
     def _write(self, trainer: L.Trainer, row: dict[str, Any]) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +101,12 @@ class StepRecorder(L.Callback):
             "batch_idx": batch_idx,
             "batch": hashlib.sha1(batch.cpu().numpy().tobytes()).hexdigest(),
         }
+        signal_at = os.environ.get("LITFFN_TEST_SIGNAL_AT")  # "rank:step:SIGTERM": a preemption mid-step
+        if signal_at:
+            rank, step, name = signal_at.split(":")
+            if int(rank) == trainer.global_rank and trainer.global_step == int(step) and not self.signalled:
+                self.signalled = True  # once, at the first micro-batch of that optimizer step
+                os.kill(os.getpid(), getattr(signal, name))
         nan_at = os.environ.get("LITFFN_TEST_NAN_AT")
         if nan_at and nan_at == f"{trainer.global_rank}:{batch_idx}":
             # NaN from the final norm onwards: this rank's loss for this batch only
@@ -149,6 +157,8 @@ LAUNCHERS = {"fsdp2": "torchrun", "ddp": "srun-like"}  # both ways of starting r
 STEPS = 6  # optimizer steps of every run
 KILL_STEP = 4  # the save at this step is cut short and the processes SIGKILLed
 NAN_AT = "1:1"  # rank 1's loss on batch 1 is NaN (skipped: model.nonfinite=skip)
+#: a preemption that reaches one rank only, during optimizer step 3: the ranks must agree to stop after it
+SIGNALS = {"fsdp2": "1:3:SIGTERM", "ddp": "0:3:SIGINT"}
 LAUNCH_TIMEOUT = 600
 
 
@@ -293,6 +303,10 @@ class Runs:
     interrupted_records: Path
     killed_save: str  # the path the killed save was writing
     resume_output: str
+    signalled: Path  # a run stopped by a signal to one rank (SIGNALS[strategy]), then resumed
+    signalled_records: Path
+    signal_rc: int
+    signal_output: str
 
 
 def tiny_scaleout_args(data_dir: Path, root: Path, strategy: str, records: Path) -> list[str]:
@@ -342,6 +356,23 @@ def make_runs(strategy: str, data_dir: Path, base: Path) -> Runs:
         LITFFN_TEST_NAN_AT=NAN_AT,
     )
     assert rc == 0, resume_output[-6000:]
+
+    sig_root = base / f"{strategy}_signalled"
+    signal_rc, signal_output = launch(
+        tiny_scaleout_args(data_dir, sig_root, strategy, sig_root / "records"),
+        launcher,
+        sig_root / "logs_signalled",
+        LITFFN_TEST_NAN_AT=NAN_AT,
+        LITFFN_TEST_SIGNAL_AT=SIGNALS[strategy],
+    )
+    shutil.copytree(sig_root / "records", sig_root / "records_before_resume")  # what the signalled run did
+    rc, output = launch(
+        ["fit", "--config", str(run_dir(sig_root) / "config.yaml"), "--ckpt_path", "last"],
+        launcher,
+        sig_root / "logs_resumed",
+        LITFFN_TEST_NAN_AT=NAN_AT,
+    )
+    assert rc == 0, output[-6000:]
     return Runs(
         strategy,
         run_dir(ref_root),
@@ -350,6 +381,10 @@ def make_runs(strategy: str, data_dir: Path, base: Path) -> Runs:
         int_root / "records",
         marker.read_text(),
         resume_output,
+        run_dir(sig_root),
+        sig_root / "records",
+        signal_rc,
+        signal_output,
     )
 
 

@@ -14,15 +14,34 @@ from lit_ffn._lightning import skip_automatic_hparams, tensorboard_file_writer
 from lit_ffn.ffn.registry import variant_name
 from lit_ffn.provenance import git_state, short_commit
 
+#: Module arguments shown in HPARAMS, in this order after ``ffn`` and ``seed``: what a researcher compares.
+#: Execution knobs (loss_chunk_size, compile, activation_checkpointing, nonfinite) and jsonargparse's
+#: internals (``_instantiator``) are left out; every argument is still in the run's config.yaml.
+MODULE_KEYS = (
+    "lr",
+    "dim",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "head_dim",
+    "vocab_size",
+    "tie_embeddings",
+    "warmup_steps",
+    "min_lr_ratio",
+    "weight_decay",
+)
+
 
 def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[str, int | float | str | bool]:
-    """A flat ``{name: scalar}`` description of a run for TensorBoard's HPARAMS view.
+    """A flat, curated ``{name: scalar}`` description of a run for TensorBoard's HPARAMS view.
 
-    ``ffn`` is the variant name of the run directory (``GEGLU-approximate=tanh``),
-    ``ffn_class`` the class; ``seed`` comes from ``seed_everything``; the other
-    scalar init arguments of the module, the data shape (``seq_len``,
-    ``batch_size``, ``tokens_per_step``) and a few trainer settings follow.
-    Lists and other values become strings.
+    In order: ``ffn`` (the variant name of the run directory, ``GEGLU-approximate=tanh``), ``seed``
+    (``seed_everything``), the model and optimizer arguments of :data:`MODULE_KEYS` that the module
+    has, the data shape (``seq_len``, ``batch_size``, ``tokens_per_step``), the length (``max_steps``,
+    ``tokens`` = max_steps × tokens_per_step), the size (``num_parameters``,
+    ``num_parameters_non_embedding``), then ``experiment``, ``ffn_class``, ``commit`` (the code that
+    trained it, :mod:`lit_ffn.provenance`), ``precision``, ``world_size``, ``accumulate_grad_batches``,
+    ``gradient_clip_val``.  Lists and other values become strings.
     """
     hparams = dict(getattr(pl_module, "hparams", {}) or {})
     ffn = hparams.pop("ffn", None)
@@ -31,15 +50,9 @@ def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[st
         params["ffn"] = variant_name(ffn)
     else:
         params["ffn"] = getattr(pl_module, "ffn_name", type(ffn).__name__ if ffn is not None else "none")
-    params["ffn_class"] = params["ffn"].split("-", 1)[0]
-    params["commit"] = short_commit(git_state())  # which code trained the run (lit_ffn.provenance)
     seed = os.environ.get("PL_GLOBAL_SEED")
     params["seed"] = int(seed) if seed is not None and seed.lstrip("-").isdigit() else -1
-    logger = trainer.logger
-    if logger is not None and getattr(logger, "name", None):
-        params["experiment"] = str(logger.name)
-    for key, value in hparams.items():
-        params[key] = value
+    params.update({key: hparams[key] for key in MODULE_KEYS if key in hparams})
     datamodule = trainer.datamodule
     for key in ("seq_len", "batch_size"):
         if hasattr(datamodule, key):
@@ -48,13 +61,9 @@ def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[st
         params["tokens_per_step"] = (
             params["seq_len"] * params["batch_size"] * trainer.accumulate_grad_batches * trainer.world_size
         )
-    params.update(
-        max_steps=trainer.max_steps,
-        accumulate_grad_batches=trainer.accumulate_grad_batches,
-        world_size=trainer.world_size,
-        precision=str(trainer.precision),
-        gradient_clip_val=float(trainer.gradient_clip_val or 0.0),
-    )
+    params["max_steps"] = trainer.max_steps
+    if "tokens_per_step" in params and trainer.max_steps > 0:
+        params["tokens"] = params["tokens_per_step"] * trainer.max_steps
     if hasattr(pl_module, "num_parameters"):
         params["num_parameters"] = int(pl_module.num_parameters())
     model = getattr(pl_module, "model", None)
@@ -63,6 +72,17 @@ def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[st
             params["num_parameters_non_embedding"] = int(model.num_parameters(exclude_embedding=True))
         except TypeError:
             pass
+    logger = trainer.logger
+    if logger is not None and getattr(logger, "name", None):
+        params["experiment"] = str(logger.name)
+    params["ffn_class"] = params["ffn"].split("-", 1)[0]
+    params["commit"] = short_commit(git_state())  # which code trained the run (lit_ffn.provenance)
+    params.update(
+        precision=str(trainer.precision),
+        world_size=trainer.world_size,
+        accumulate_grad_batches=trainer.accumulate_grad_batches,
+        gradient_clip_val=float(trainer.gradient_clip_val or 0.0),
+    )
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in params.items()}
 
 
@@ -108,4 +128,4 @@ class HyperparameterSummary(Callback):
                 logger.log_hyperparams(params)
 
 
-__all__ = ["HyperparameterSummary", "run_hyperparameters"]
+__all__ = ["MODULE_KEYS", "HyperparameterSummary", "run_hyperparameters"]

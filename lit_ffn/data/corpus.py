@@ -265,7 +265,7 @@ def ensure_quickstart_dataset_isolated(data_dir: str | os.PathLike[str], tokeniz
         return read_meta(data_dir)
     except DatasetError:
         pass
-    package_root = str(Path(__file__).resolve().parents[1])  # lit_ffn importable even when not installed
+    package_root = str(Path(__file__).resolve().parents[2])  # lit_ffn importable even when not installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, "-m", "lit_ffn.data.corpus", "--ensure", str(data_dir), "--tokenizer", tokenizer],

@@ -26,12 +26,13 @@ sees each rank's place in it.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -250,7 +251,19 @@ class TokenDataModule(L.LightningDataModule):
                 raise UserError(f"data.quickstart builds a local dataset; data.data_dir={self.data_dir} is remote")
             from lit_ffn.data.corpus import ensure_quickstart_dataset_isolated
 
-            ensure_quickstart_dataset_isolated(self.location.litdata)
+            try:
+                read_meta(self.location.fsspec)
+                return  # built already
+            except DatasetError:
+                pass
+            rank_zero_info(
+                f"lit_ffn: building the quickstart corpus in {self.data_dir} (Python's own documentation and "
+                "docstrings, tokenized once; a few seconds)"
+            )
+            start = time.perf_counter()
+            meta = ensure_quickstart_dataset_isolated(self.location.litdata)
+            splits = ", ".join(f"{name} {info['tokens']:,} tokens" for name, info in meta.get("splits", {}).items())
+            rank_zero_info(f"lit_ffn: quickstart corpus ready in {time.perf_counter() - start:.1f} s ({splits})")
 
     def setup(self, stage: str) -> None:
         self.meta = read_meta(self.location.fsspec)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from lit_ffn.errors import UserError, first_line
@@ -21,6 +22,7 @@ FORMAT = "lit_ffn-tokens"
 FORMAT_VERSION = 1
 DTYPE = "int32"  # Qwen's 151,669 ids do not fit uint16
 SPLITS = ("train", "val")
+META_FILE = "meta.json"
 
 
 class DatasetError(UserError):
@@ -44,9 +46,7 @@ def read_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
         DatasetError: ``data_dir`` holds no complete dataset of a format this version reads.
     """
     location = str(data_dir)
-    missing = DatasetError(
-        f"no prepared dataset at {location}: create it with `lit_ffn prepare --input <files> --output {location}`"
-    )
+    missing = DatasetError(_missing_dataset_message(location))
     try:
         fs, path = filesystem(location, _NoFilesystem)
         with fs.open(f"{path.rstrip('/')}/meta.json", "rb") as file:
@@ -66,6 +66,22 @@ def read_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
         if not fs.exists(f"{path.rstrip('/')}/{split}/index.json"):
             raise DatasetError(f"{location} is incomplete (no {split}/index.json): prepare it again with --overwrite")
     return meta
+
+
+def _missing_dataset_message(location: str) -> str:
+    """Where no dataset is: how to make one there — or next to it, when ``location`` is a directory that
+    holds other things (``lit_ffn prepare`` never writes into such a directory)."""
+    local = Path(location)
+    other = (
+        "://" not in location and local.is_dir() and any(p.name not in {META_FILE, *SPLITS} for p in local.iterdir())
+    )
+    if other:
+        target = local / "dataset"
+        return (
+            f"no prepared dataset at {location}, which holds other files that prepare never replaces: create one "
+            f"with `lit_ffn prepare --input <files> --output {target}` and set data.data_dir={target}"
+        )
+    return f"no prepared dataset at {location}: create it with `lit_ffn prepare --input <files> --output {location}`"
 
 
 class _NoFilesystem(UserError):

@@ -120,6 +120,14 @@ class AtomicCheckpoint(ModelCheckpoint):
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
 
+    def save_last_now(self, trainer: Any) -> None:
+        """Write ``last.ckpt`` for the current step now (a preempted run: :mod:`lit_ffn.training.preemption`),
+        unless this step is saved already.  Every rank calls it."""
+        if not self.save_last or self._last_global_step_saved == trainer.global_step:
+            return
+        # ModelCheckpoint's own "save last" path (what on_train_end uses), through the atomic _save_checkpoint
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
     def _remove_checkpoint(self, trainer: Any, filepath: str) -> None:
         path = Path(filepath)
         if path.is_symlink():

@@ -28,12 +28,15 @@ is left to it there.
   ``train/nonfinite_skipped`` and kept in checkpoints.  With gradient
   accumulation the whole accumulated step is dropped.
 
-Cost: per micro-batch one ``isfinite`` on a scalar; per optimizer step one
-max-abs reduction over the local gradients (``torch.nn.utils.get_total_norm``
-with p = ∞: one read of the gradients, small next to a step); each check is
-one all-reduce of a scalar across ranks (every rank must take the same
-decision, or DDP/FSDP collectives would hang) and one device→host sync.
-Lightning already syncs the loss to the host every step for the progress bar.
+Cost: per micro-batch two ``isnan``/``isinf`` on the loss scalar, kept on the
+device (no host sync); per optimizer step one max-abs reduction over the local
+gradients (``torch.nn.utils.get_total_norm`` with p = ∞: one read of the
+gradients, small next to a step), one all-reduce of three numbers across ranks
+(every rank must take the same decision, or DDP/FSDP collectives would hang)
+and one device→host read.  (lit_ffn ≤ 4cee13f synchronised on every micro-batch
+as well.)  A NaN loss is therefore acted on at the end of its optimizer step,
+after its backward and before any parameter changes: the weights in memory and
+the last checkpoint stay clean either way.
 """
 
 from __future__ import annotations
@@ -76,48 +79,18 @@ class NonFiniteGuard:
             raise UserError(f"model.nonfinite must be 'raise' or 'skip', got {mode!r}")
         self.mode = mode
         self.skipped = 0
-        self.drop_gradients = False
+        self._loss_flags: torch.Tensor | None = None  # [any NaN loss, any inf loss] of this optimizer step
+
+    def record_loss(self, loss: torch.Tensor) -> None:
+        """Note whether a micro-batch's loss is NaN or ±inf — on the device, no host sync (called from
+        ``training_step``; the decision is taken once per optimizer step in :meth:`before_optimizer_step`)."""
+        loss = loss.detach()
+        flags = torch.stack([torch.isnan(loss).any(), torch.isinf(loss).any()]).float()
+        self._loss_flags = flags if self._loss_flags is None else torch.maximum(self._loss_flags, flags)
 
     @staticmethod
-    def any_rank_nonfinite(loss: torch.Tensor, trainer: Any) -> bool:
-        """True when the loss is not finite on this rank or any other (one scalar all-reduce)."""
-        bad = (~torch.isfinite(loss.detach())).any().float()
-        if trainer is not None and trainer.world_size > 1:
-            bad = trainer.strategy.reduce(bad, reduce_op="sum")
-        return bool(bad.item() > 0)
-
-    def check(self, module: Any, loss: torch.Tensor) -> bool:
-        """True: the loss is finite on every rank.  False (mode "skip"): this step's gradients will be
-        dropped by :meth:`before_optimizer_step`.  Raises in mode "raise"."""
-        trainer = module.trainer
-        finite = not self.any_rank_nonfinite(loss, trainer)
-        if self.mode == "skip":
-            if not finite:
-                self.skipped += 1
-                self.drop_gradients = True
-                from lightning.pytorch.utilities import rank_zero_warn
-
-                rank_zero_warn(
-                    f"non-finite training loss at step {trainer.global_step}: optimizer step skipped "
-                    f"({self.skipped} skipped so far)"
-                )
-            module.log("train/nonfinite_skipped", float(self.skipped), reduce_fx="max", sync_dist=False)
-            return finite
-        if finite:
-            return True
-        value = loss.detach().float()
-        kind = "nan" if torch.isnan(value).any() else "inf" if torch.isinf(value).any() else "nan/inf on another rank"
-        last = last_good_checkpoint(trainer)
-        where = f"the last good checkpoint is {last[0]} (step {last[1]})" if last else "no checkpoint was written yet"
-        raise NonFiniteLossError(
-            f"non-finite training loss ({kind}) at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-            f"{where}. Resume with `lit_ffn fit --config <run>/config.yaml --ckpt_path last` after lowering "
-            "model.lr or setting trainer.gradient_clip_val, or set model.nonfinite=skip to skip such batches"
-        )
-
-    @staticmethod
-    def any_rank_nonfinite_gradients(optimizer: Any, trainer: Any) -> bool:
-        """True when a gradient on this rank or any other holds a NaN or ±inf (max |g| is not finite).
+    def _local_gradients_nonfinite(optimizer: Any, device: Any) -> torch.Tensor:
+        """1.0 when a local gradient holds a NaN or ±inf (max |g| is not finite), else 0.0 (on the device).
 
         Local tensors only: an FSDP2 DTensor's local shard, FSDP1's flat local shard, a DDP replica."""
         grads = [
@@ -127,45 +100,56 @@ class NonFiniteGuard:
             if (g := p.grad) is not None
         ]
         grads = [g for g in grads if g.numel()]
-        if grads:
-            bad = (~torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=float("inf")))).float()
-        else:  # a rank may own no gradient elements (FSDP1 padding); it still joins the all-reduce
-            bad = torch.zeros((), device=trainer.strategy.root_device if trainer is not None else "cpu")
-        if trainer is not None and trainer.world_size > 1:
-            bad = trainer.strategy.reduce(bad, reduce_op="sum")
-        return bool(bad.item() > 0)
+        if not grads:  # a rank may own no gradient elements (FSDP1 padding); it still joins the all-reduce
+            return torch.zeros((), device=device)
+        return (~torch.isfinite(torch.nn.utils.get_total_norm(grads, norm_type=float("inf")))).float()
 
-    def before_optimizer_step(self, optimizer: Any, module: Any = None) -> None:
-        """Drop the gradients of a step with a non-finite loss, and check the gradients of every other
-        step (called from ``on_before_optimizer_step``, before clipping)."""
-        if self.drop_gradients:
-            optimizer.zero_grad(set_to_none=True)
-            self.drop_gradients = False
-            return
+    def before_optimizer_step(self, optimizer: Any, module: Any = None) -> bool:
+        """Decide this optimizer step (called from ``on_before_optimizer_step``, before clipping): True when
+        its losses and gradients are finite on every rank.  Otherwise raise (mode "raise") or drop the
+        step's gradients and return False (mode "skip").
+
+        One all-reduce of three numbers (any NaN loss, any inf loss, any non-finite gradient) and one
+        device→host read per optimizer step, whatever the number of micro-batches."""
         trainer = module.trainer if module is not None else None
-        if getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None:
-            return  # 16-mixed: the GradScaler skips inf/NaN steps itself
-        if not self.any_rank_nonfinite_gradients(optimizer, trainer):
-            return
+        device = trainer.strategy.root_device if trainer is not None else "cpu"
+        loss_flags = self._loss_flags if self._loss_flags is not None else torch.zeros(2, device=device)
+        self._loss_flags = None
+        # 16-mixed: the GradScaler skips inf/NaN gradient steps itself, so only the losses are checked
+        scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
+        grads_bad = (
+            torch.zeros((), device=device) if scaler is not None else self._local_gradients_nonfinite(optimizer, device)
+        )
+        flags = torch.cat([loss_flags.to(device), grads_bad.reshape(1)])
+        if trainer is not None and trainer.world_size > 1:
+            flags = trainer.strategy.reduce(flags, reduce_op="sum")
+        loss_nan, loss_inf, grads_nonfinite = (value > 0 for value in flags.tolist())  # the one host sync
         step = trainer.global_step if trainer is not None else "?"
+        if not (loss_nan or loss_inf or grads_nonfinite):
+            if self.mode == "skip" and module is not None:
+                module.log("train/nonfinite_skipped", float(self.skipped), reduce_fx="max", sync_dist=False)
+            return True
+        what = (
+            f"non-finite training loss ({'nan' if loss_nan else 'inf'})"
+            if loss_nan or loss_inf
+            else "non-finite gradients (the loss was finite)"
+        )
         if self.mode == "skip":
             self.skipped += 1
             optimizer.zero_grad(set_to_none=True)
             from lightning.pytorch.utilities import rank_zero_warn
 
-            rank_zero_warn(
-                f"non-finite gradients (finite loss) at step {step}: optimizer step skipped "
-                f"({self.skipped} skipped so far)"
-            )
+            rank_zero_warn(f"{what} at step {step}: optimizer step skipped ({self.skipped} skipped so far)")
             if module is not None:
                 module.log("train/nonfinite_skipped", float(self.skipped), reduce_fx="max", sync_dist=False)
-            return
+            return False
         last = last_good_checkpoint(trainer) if trainer is not None else None
         where = f"the last good checkpoint is {last[0]} (step {last[1]})" if last else "no checkpoint was written yet"
+        epoch = f" (epoch {trainer.current_epoch})" if trainer is not None and (loss_nan or loss_inf) else ""
         raise NonFiniteLossError(
-            f"non-finite gradients (the loss was finite) at step {step}; {where}. Resume with "
-            "`lit_ffn fit --config <run>/config.yaml --ckpt_path last` after lowering model.lr or setting "
-            "trainer.gradient_clip_val, or set model.nonfinite=skip to skip such batches"
+            f"{what} at step {step}{epoch}; {where}. Resume with `lit_ffn fit --config <run>/config.yaml "
+            "--ckpt_path last` after lowering model.lr or setting trainer.gradient_clip_val, or set "
+            "model.nonfinite=skip to skip such batches"
         )
 
     # checkpointed with the module (LitDecoder.on_save_checkpoint / on_load_checkpoint)

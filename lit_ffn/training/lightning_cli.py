@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -24,10 +25,22 @@ from lit_ffn.ffn.registry import variant_name
 from lit_ffn.provenance import write_provenance
 from lit_ffn.training.batch_plan import plan_for_config
 from lit_ffn.training.checkpointing import AtomicCheckpoint
+from lit_ffn.training.checks import (
+    AUTO,
+    LIGHTNING_CKPT_ALIASES,
+    check_checkpoint_path,
+    config_differences,
+    resolve_auto,
+    trainer_error,
+)
+from lit_ffn.training.logger import CLASS_PATH as LOGGER_CLASS_PATH
+from lit_ffn.training.logger import LIGHTNING_CLASS_PATH
 from lit_ffn.training.module import LitDecoder
+from lit_ffn.training.preemption import GracefulStop
+from lit_ffn.training.summary import RunSummary
 
 DEFAULT_LOGGER = {
-    "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+    "class_path": LOGGER_CLASS_PATH,
     "init_args": {"save_dir": "runs", "name": "default"},
 }
 
@@ -109,6 +122,39 @@ class LitFFNCLI(LightningCLI):
             "seed_everything", "data.seed", compute_fn=lambda seed: 0 if isinstance(seed, bool) else seed
         )
 
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """The Trainer, plus :class:`~lit_ffn.training.preemption.GracefulStop` for ``fit``: SIGTERM/SIGINT
+        finish the step, save ``last.ckpt`` and stop (``self.graceful_stop.stopped_by`` says which)."""
+        trainer = super().instantiate_trainer(**kwargs)
+        self.graceful_stop, self.run_summary = GracefulStop(), RunSummary()
+        if self.subcommand in (None, "fit"):
+            trainer.callbacks += [self.graceful_stop, self.run_summary]
+        return trainer
+
+    def summary(self) -> str:
+        """The end-of-fit block (:mod:`lit_ffn.training.summary`)."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        interrupted = self.graceful_stop.stopped_by is not None
+        return self.run_summary.render(self.trainer, self.model, self._name_run(config), interrupted)
+
+    def resume_command(self) -> str:
+        """The command that resumes this run from its ``last.ckpt``."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = self._name_run(config)
+        if run_dir is None:
+            return "lit_ffn fit --config <the run's config.yaml> --ckpt_path last"
+        return f"lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last"
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI (2.6) torch.loads a --ckpt_path file while parsing, to take the model's
+        # hyperparameters from it, before any hook of ours runs: check the file first, so that a missing,
+        # foreign or truncated checkpoint is one line instead of an unpickling traceback.
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path not in (None, AUTO, *LIGHTNING_CKPT_ALIASES):
+            check_checkpoint_path(str(ckpt_path), None)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         # `seed_everything: true` is resolved to a random int by now; the parse-time
@@ -119,25 +165,70 @@ class LitFFNCLI(LightningCLI):
         if self.subcommand in (None, "fit"):
             self._plan_batches(config)
         run_dir = self._name_run(config)
+        checkpoint_dir = self._checkpoint_dir(config, run_dir)
+        if config.get("ckpt_path") == AUTO:
+            config.ckpt_path = resolve_auto(AUTO, checkpoint_dir)
+            rank_zero_info(
+                f"lit_ffn: --ckpt_path auto -> {'resuming from last.ckpt' if config.ckpt_path else 'a new run'}"
+            )
+        check_checkpoint_path(config.get("ckpt_path"), checkpoint_dir)
         if self.subcommand == "fit" and run_dir is not None and config.get("ckpt_path") is None:
             existing = run_dir / "checkpoints" / "last.ckpt"
             if existing.exists():
-                raise UserError(
-                    f"run directory {run_dir} already holds {existing.name}: resume it with "
-                    f"`lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last`, or start a new run "
-                    "with another --trainer.logger.init_args.version (or .name)"
-                )
+                raise UserError(self._existing_run_message(config, run_dir))
+
+    def _existing_run_message(self, config: Any, run_dir: Path) -> str:
+        """What to do about a fit into a run directory that already holds a checkpoint: resume it, or
+        start a new run under a free name — with the settings that differ from the saved run."""
+        saved_path = run_dir / "config.yaml"
+        differences: list[str] = []
+        if saved_path.is_file():
+            try:
+                saved = yaml.safe_load(saved_path.read_text()) or {}
+                dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_check=True)) or {}
+                current = dumped.get(self.subcommand, dumped) if self.subcommand else dumped
+                differences = config_differences(saved, current)
+            except (yaml.YAMLError, OSError, TypeError, ValueError):
+                differences = []
+        version = str(config.trainer.logger.init_args.version)
+        suffix = 2
+        while (run_dir.parent / f"{run_dir.name}_{suffix}").exists():
+            suffix += 1
+        new_version = f"{version}_{suffix}"
+        changed = f"; this command differs from it in {', '.join(differences)}" if differences else ""
+        return (
+            f"run directory {run_dir} already holds checkpoints/last.ckpt{changed}: resume that run with "
+            f"`lit_ffn fit --config {saved_path} --ckpt_path last`, or start a new run with "
+            f"--trainer.logger.init_args.version={new_version}"
+        )
+
+    def _strategy_name(self) -> str:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        strategy = config.get("trainer", {}).get("strategy")
+        return str(strategy.get("class_path", "")) if hasattr(strategy, "get") else str(strategy or "")
+
+    @staticmethod
+    def _checkpoint_dir(config: Any, run_dir: Path | None) -> Path | None:
+        """Where ``last.ckpt`` of this run lives: ``checkpoint.dirpath``, else ``<run dir>/checkpoints``."""
+        dirpath = config.get("checkpoint", {}).get("dirpath") if hasattr(config.get("checkpoint"), "get") else None
+        if dirpath:
+            return Path(dirpath)
+        return None if run_dir is None else run_dir / "checkpoints"
 
     def instantiate_classes(self) -> None:
         # jsonargparse wraps an exception raised in an __init__ (e.g. a callback's
         # UserError for a bad YAML value) in its own ValueError: unwrap it so the
         # CLI prints the UserError's one line.
+        # Lightning's own refusal of an accelerator or strategy this machine cannot run becomes one
+        # line that says what works here (lit_ffn.training.checks.trainer_error).
         try:
             super().instantiate_classes()
         except Exception as err:  # re-raised unless a UserError is inside
             cause: BaseException | None = err
             while cause is not None and not isinstance(cause, UserError):
                 cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                cause = trainer_error(err, self._strategy_name())
             if cause is None:
                 raise
             raise cause from None
@@ -172,6 +263,8 @@ class LitFFNCLI(LightningCLI):
         logger = config.get("trainer", {}).get("logger")
         if not hasattr(logger, "get") or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
             return None
+        if logger.get("class_path") == LIGHTNING_CLASS_PATH:
+            logger.class_path = LOGGER_CLASS_PATH  # the same logger without the constant `epoch` card
         init_args = logger.init_args
         if init_args.get("version") is None:
             init_args.version = f"{variant_name(config.model.ffn)}/seed_{config.get('seed_everything')}"

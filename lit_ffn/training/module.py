@@ -11,11 +11,13 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from lit_ffn._lightning import let_lightning_unscale
+from lit_ffn.errors import UserError, first_line
 from lit_ffn.ffn import SwiGLU
 from lit_ffn.ffn.registry import factory_name
 from lit_ffn.flops import flops_per_token
 from lit_ffn.model import Decoder, FFNFactory
 from lit_ffn.training.batch_plan import epoch_remainder_warning
+from lit_ffn.training.checks import check_model_arguments, schedule_warning
 from lit_ffn.training.guards import NonFiniteGuard, NonFiniteMode
 from lit_ffn.training.optim import unwrapped_parameter_name, warmup_cosine
 
@@ -65,29 +67,40 @@ class LitDecoder(L.LightningModule):
         nonfinite: NonFiniteMode = "raise",
     ) -> None:
         super().__init__()
+        # every value is checked before anything is built: one line naming the key (lit_ffn.training.checks)
+        check_model_arguments(
+            vocab_size=vocab_size, dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
+            head_dim=head_dim, rope_theta=rope_theta, norm_eps=norm_eps, init_std=init_std, lr=lr, betas=betas,
+            eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
+            loss_chunk_size=loss_chunk_size,
+        )  # fmt: skip
         # Under LightningCLI the saved hparams are the parsed config (ffn as
         # class_path/init_args), so `LitDecoder.load_from_checkpoint` rebuilds it.
         self.save_hyperparameters()
         self.ffn_name = factory_name(ffn)
         self.ffn_factory = ffn
-        self.model = Decoder(
-            ffn=ffn,
-            vocab_size=vocab_size,
-            dim=dim,
-            n_layers=n_layers,
-            n_heads=n_heads,
-            n_kv_heads=n_kv_heads,
-            head_dim=head_dim,
-            rope_theta=rope_theta,
-            norm_eps=norm_eps,
-            tie_embeddings=tie_embeddings,
-            init_std=init_std,
-        )
+        try:
+            self.model = Decoder(
+                ffn=ffn,
+                vocab_size=vocab_size,
+                dim=dim,
+                n_layers=n_layers,
+                n_heads=n_heads,
+                n_kv_heads=n_kv_heads,
+                head_dim=head_dim,
+                rope_theta=rope_theta,
+                norm_eps=norm_eps,
+                tie_embeddings=tie_embeddings,
+                init_std=init_std,
+            )
+        except (ValueError, TypeError) as err:  # the decoder's own shape is checked above: this is the FFN's
+            raise UserError(f"model.ffn ({self.ffn_name}): {first_line(err)}") from None
         # Weight decay is decided here, from the shapes as built: under FSDP1 every parameter
         # later becomes a flat 1-D shard, so `ndim` at configure_optimizers time would say nothing.
         self.parameter_ndims = {name: param.ndim for name, param in self.model.named_parameters()}
         self.nonfinite_guard = NonFiniteGuard(nonfinite)
-        self._step_losses: list[torch.Tensor | None] = []  # this optimizer step's micro-batch losses
+        self._step_losses: list[torch.Tensor] = []  # this optimizer step's micro-batch losses
+        self.val_history: list[tuple[int, float]] = []  # (step, val/loss) of the validations of this fit
         # A NaN batch must make val/loss NaN: torchmetrics' default ("warn") drops it from the mean
         # and reports a finite loss of a diverged model on part of the set, and "disable" (torchmetrics
         # 1.9) also drops the weights (an unweighted mean over batches).  A float strategy replaces
@@ -108,10 +121,10 @@ class LitDecoder(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         tokens, targets = self.split_batch(batch)
         loss = self(tokens, targets)
-        finite = self.nonfinite_guard.check(self, loss)  # raises, or marks the step to be skipped
-        # train/loss is the optimizer step's loss: the mean over its micro-batches (all of
-        # equal token count) here, then over ranks when it is logged in on_before_optimizer_step.
-        self._step_losses.append(loss.detach() if finite else None)
+        self.nonfinite_guard.record_loss(loss)  # no host sync: checked once per optimizer step
+        # train/loss is the optimizer step's loss: the mean over its micro-batches (all of equal token
+        # count) here, then over ranks when it is logged in on_before_optimizer_step.
+        self._step_losses.append(loss.detach())
         return loss
 
     def _eval_step(self, batch: torch.Tensor, metric: MeanMetric) -> None:
@@ -142,10 +155,11 @@ class LitDecoder(L.LightningModule):
             for n_sanity, n_val in zip(self.trainer.num_sanity_val_batches, self.trainer.num_val_batches)
         ):
             return  # a partial sanity check (num_sanity_val_steps > 0) is no step-0 validation
+        value = loss.item()
+        if prefix == "val":
+            self.val_history.append((self.global_step, value))  # this process's fit: the end-of-run summary
         for logger in self.loggers:
-            logger.log_metrics(
-                {f"{prefix}/loss": loss.item(), f"{prefix}/ppl": loss.exp().item()}, step=self.global_step
-            )
+            logger.log_metrics({f"{prefix}/loss": value, f"{prefix}/ppl": loss.exp().item()}, step=self.global_step)
         if not self.trainer.sanity_checking:  # for the progress bar, checkpoint monitors and callbacks
             self.log(f"{prefix}/loss", loss, prog_bar=True, logger=False)
             self.log(f"{prefix}/ppl", torch.exp(loss), logger=False)
@@ -191,9 +205,9 @@ class LitDecoder(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         losses, self._step_losses = self._step_losses, []
-        if losses and all(loss is not None for loss in losses):  # not logged for a skipped step
+        finite = self.nonfinite_guard.before_optimizer_step(optimizer, self)  # drop or check this step
+        if finite and losses:  # not logged for a skipped step
             self.log("train/loss", torch.stack(losses).mean(), prog_bar=True, sync_dist=True)
-        self.nonfinite_guard.before_optimizer_step(optimizer, self)  # drop or check this step's gradients
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nonfinite_guard"] = self.nonfinite_guard.state_dict()
@@ -229,6 +243,9 @@ class LitDecoder(L.LightningModule):
         optimizer = torch.optim.AdamW(self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused)
         let_lightning_unscale(optimizer)  # clipping a fused AdamW under mixed precision (Lightning#21435)
         total_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        warning = schedule_warning(hp.warmup_steps, int(total_steps))
+        if warning is not None:
+            rank_zero_warn(warning)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, int(total_steps), hp.min_lr_ratio)
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.scaleout_helpers import KILL_STEP, STEPS, read_records, scaleout_runs  # noqa: F401 - fixture
+from tests.scaleout_helpers import KILL_STEP, SIGNALS, STEPS, read_records, scaleout_runs  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.scaleout
 STRATEGIES = ["fsdp2", "ddp"]
@@ -76,3 +76,21 @@ def test_skipped_nonfinite_step_is_counted_and_changes_nothing(scaleout_runs, st
     last = runs.interrupted / "checkpoints" / "last.ckpt"
     meta = torch.load(last / "meta.pt" if last.is_dir() else last, map_location="cpu", weights_only=False)
     assert meta["nonfinite_guard"] == {"skipped": 1}  # restored from the step-2 checkpoint and saved again
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_signal_to_one_rank_stops_every_rank_after_the_step_and_resumes_exactly(scaleout_runs, strategy: str) -> None:  # noqa: F811
+    runs = scaleout_runs(strategy)
+    _rank, step, name = SIGNALS[strategy].split(":")
+    assert runs.signal_rc != 0  # the run ended early, and says so
+    assert f"lit_ffn: interrupted by {name} after step {int(step) + 1}; last.ckpt is saved" in runs.signal_output
+    assert f"--config {runs.signalled / 'config.yaml'} --ckpt_path last" in runs.signal_output
+    for rank in (0, 1):  # only one rank got the signal; both stopped after the same step
+        reference = read_records(runs.reference_records, rank)
+        before = read_records(runs.signalled.parents[3] / "records_before_resume", rank)
+        assert [r["step"] for r in before] == list(range(int(step) + 1)), rank
+        # resumed where it stopped: nothing redone, nothing lost, the same numbers bit for bit
+        combined = read_records(runs.signalled_records, rank)
+        assert [r["step"] for r in combined] == list(range(STEPS))
+        for key in ("batch", "loss", "pre_clip_norm", "post_clip_norm", "skipped"):
+            assert [r[key] for r in combined] == [r[key] for r in reference], (rank, key)

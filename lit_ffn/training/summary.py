@@ -1,0 +1,77 @@
+"""The end of ``lit_ffn fit``: one short block that says where the run went and what to do next.
+
+::
+
+    lit_ffn: run runs/quickstart/SwiGLU/seed_0
+      val/loss   11.9660 (step 0) -> 7.6169 (step 30)
+      trained    30 optimizer steps, 61,440 tokens in 1:21 (758 tokens/s)
+      next       tensorboard --logdir runs/quickstart
+                 lit_ffn fit --config runs/quickstart/SwiGLU/seed_0/config.yaml --ckpt_path last --trainer.max_steps=60
+                 lit_ffn validate --config runs/quickstart/SwiGLU/seed_0/config.yaml --ckpt_path …/last.ckpt
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class RunSummary(Callback):
+    """Counts what this ``fit`` trained (steps, tokens, wall time); :meth:`render` writes the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.start_step = 0
+        self.start_time: float | None = None
+        self.seconds = 0.0
+        self.tokens_per_step = 0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.start_step, self.start_time = trainer.global_step, time.perf_counter()
+        datamodule = trainer.datamodule
+        batch, seq_len = getattr(datamodule, "batch_size", 0), getattr(datamodule, "seq_len", 0)
+        self.tokens_per_step = int(batch) * int(seq_len) * trainer.accumulate_grad_batches * trainer.world_size
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.start_time is not None:
+            self.seconds = time.perf_counter() - self.start_time
+
+    def render(self, trainer: Trainer, pl_module: Any, run_dir: Path | None, interrupted: bool) -> str:
+        steps = trainer.global_step - self.start_step
+        tokens = steps * self.tokens_per_step
+        lines = [f"lit_ffn: run {run_dir if run_dir is not None else trainer.default_root_dir}"]
+        history = getattr(pl_module, "val_history", [])
+        if history:
+            (first_step, first), (last_step, last) = history[0], history[-1]
+            if len(history) > 1:
+                lines.append(f"  val/loss   {first:.4f} (step {first_step}) -> {last:.4f} (step {last_step})")
+            else:
+                lines.append(f"  val/loss   {last:.4f} (step {last_step})")
+        rate = f" ({tokens / self.seconds:,.0f} tokens/s)" if self.seconds > 0 and tokens else ""
+        total = f", now at step {trainer.global_step}" if self.start_step else ""
+        lines.append(
+            f"  trained    {steps} optimizer steps, {tokens:,} tokens in {_duration(self.seconds)}{rate}{total}"
+        )
+        if run_dir is not None:
+            config = run_dir / "config.yaml"
+            logdir = run_dir.parents[1] if len(run_dir.parts) > 2 else run_dir
+            more = "" if interrupted else f" --trainer.max_steps={max(2 * trainer.global_step, 1)}"
+            lines += [
+                f"  next       tensorboard --logdir {logdir}",
+                f"             lit_ffn fit --config {config} --ckpt_path last{more}"
+                + ("   (resume)" if interrupted else "   (train longer)"),
+                f"             lit_ffn validate --config {config} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}",
+            ]
+        return "\n".join(lines)
+
+
+__all__ = ["RunSummary"]
