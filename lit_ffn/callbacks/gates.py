@@ -87,6 +87,10 @@ class _LayerProbe:
         self.threshold = threshold
         self.samples = samples
         self.accumulators: dict[str, _Accumulator] = {}
+        # the FFN's learned scalars as seen inside its forward, where every sharding strategy has
+        # gathered them (FSDP1 with use_orig_params leaves a rank that owns none of a parameter an empty
+        # view outside forward, so reading the parameter later would lose it on that rank)
+        self.scalars: dict[str, torch.Tensor] = {}
 
     def __call__(self, ffn: nn.Module, name: str, tensor: torch.Tensor) -> None:
         sums, maxes = gate_stats.moments(tensor, self.threshold)
@@ -98,6 +102,11 @@ class _LayerProbe:
             acc.sums = acc.sums + sums
             acc.maxes = torch.maximum(acc.maxes, maxes)
             acc.sample = sample
+        scalars = getattr(ffn, "gate_scalars", None)
+        if scalars is not None:
+            for key, value in scalars().items():
+                if not hasattr(value, "full_tensor"):  # FSDP2 DTensors are gathered at compute()
+                    self.scalars[key] = value.detach().float().reshape(-1).clone()
 
 
 class GateStatistics(Callback):
@@ -292,9 +301,9 @@ class GateStatistics(Callback):
             stats = gate_stats.summarize(sums_t, maxes_t)  # (K, 7)
             parts.append(torch.cat([sums_t[:, :1], stats], dim=1).reshape(-1))  # count first: skip empty keys
         scalar_tags: list[str] = []
-        for layer, (ffn, _) in enumerate(self._probes):
+        for layer, (ffn, probe) in enumerate(self._probes):
             for name, value in getattr(ffn, "gate_scalars", dict)().items():
-                flat = _full_value(value)
+                flat = probe.scalars[name] if name in probe.scalars else _full_value(value)
                 parts.append(flat.to(parts[0]) if parts else flat)
                 prefix = f"gates/layer_{layer:02d}/{name}"
                 scalar_tags += [prefix] if flat.numel() == 1 else [f"{prefix}_{j}" for j in range(flat.numel())]

@@ -154,6 +154,10 @@ def trainer_error(err: BaseException, strategy: str = "") -> UserError | None:
         )
     if "devices" in message.lower() and "accelerator" in message.lower():
         return UserError(f"trainer.devices: {message}")
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    if isinstance(err, MisconfigurationException):  # Lightning's own check of a trainer/callback value
+        return UserError(message)
     return None
 
 

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_ffn.callbacks.model_summary import ModelSummary
+from lit_ffn.callbacks.progress import StepProgressBar
 from lit_ffn.data.datamodule import TokenDataModule
 from lit_ffn.errors import UserError
 from lit_ffn.ffn.registry import variant_name
@@ -66,6 +69,16 @@ class SaveRunConfig(SaveConfigCallback):
         log_dir = trainer.log_dir  # a broadcast from rank 0: every rank must ask
         if trainer.is_global_zero and log_dir is not None:
             write_provenance(Path(log_dir))
+
+
+def _with_lit_ffn_console(callback: Any) -> Any:
+    """Lightning's default rich progress bar and model summary (exactly those classes, as Lightning adds
+    them) → lit_ffn's: ``step k/N`` instead of ``Epoch 0/-2``, real FLOPs instead of 0."""
+    if type(callback) is RichProgressBar:
+        return StepProgressBar()
+    if type(callback) is RichModelSummary:
+        return ModelSummary(max_depth=callback._max_depth)  # the depth Lightning was given (enable_model_summary)
+    return callback
 
 
 class LitFFNCLI(LightningCLI):
@@ -129,6 +142,7 @@ class LitFFNCLI(LightningCLI):
         self.graceful_stop, self.run_summary = GracefulStop(), RunSummary()
         if self.subcommand in (None, "fit"):
             trainer.callbacks += [self.graceful_stop, self.run_summary]
+        trainer.callbacks[:] = [_with_lit_ffn_console(callback) for callback in trainer.callbacks]
         return trainer
 
     def summary(self) -> str:

@@ -341,3 +341,18 @@ def test_blocks_that_do_not_fit_are_clear_errors(dataset):
     for bad in ({"seq_len": 0}, {"batch_size": 0}, {"num_workers": -1}, {"val_blocks": 0}):
         with pytest.raises(UserError):
             TokenDataModule(str(dataset), **bad)
+
+
+def test_the_quickstart_corpus_build_says_what_it_does(tmp_path, monkeypatch, caplog) -> None:
+    import logging
+
+    from lit_ffn.data import corpus
+
+    meta = {"splits": {"train": {"tokens": 1000}, "val": {"tokens": 50}}}
+    monkeypatch.setattr(corpus, "ensure_quickstart_dataset_isolated", lambda data_dir: meta)
+    module = TokenDataModule(data_dir=str(tmp_path / "quickstart"), quickstart=True)
+    with caplog.at_level(logging.INFO):
+        module.prepare_data()
+    text = caplog.text
+    assert f"building the quickstart corpus in {tmp_path / 'quickstart'}" in text
+    assert "quickstart corpus ready in" in text and "train 1,000 tokens, val 50 tokens" in text

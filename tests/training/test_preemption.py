@@ -88,3 +88,24 @@ def test_ckpt_path_auto_starts_fresh_then_resumes(tiny_dataset: Path, tmp_path: 
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 2
     assert main(tiny_fit_args(tiny_dataset, tmp_path, "--ckpt_path=auto", steps=3)) == 0
     assert torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] == 3
+
+
+def test_a_signal_during_the_checkpoint_write_lets_it_finish_and_stops_after(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from lit_ffn.training import checkpointing
+
+    real_publish = checkpointing.publish
+
+    def publish_with_a_signal(partial: Path, final: Path, tag: str) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the save at step 2 is being published
+        real_publish(partial, final, tag)
+
+    monkeypatch.setattr(checkpointing, "publish", publish_with_a_signal)
+    assert main(tiny_fit_args(tiny_dataset, tmp_path, "--checkpoint.every_n_train_steps=2", steps=6)) == 143
+    ckpt = tmp_path / "runs" / "tiny" / "SwiGLU" / "seed_0" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)  # complete and loadable
+    assert saved["global_step"] == 2
+    assert not list(ckpt.parent.glob("*.partial"))

@@ -147,3 +147,18 @@ def test_a_warmup_longer_than_the_run_is_a_warning_not_an_error() -> None:
 
     assert "never reaches its peak" in schedule_warning(4, 2)
     assert schedule_warning(4, 4) is not None and schedule_warning(3, 4) is None and schedule_warning(0, -1) is None
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("--trainer.max_steps=-5", "`max_steps` must be a non-negative integer or -1"),
+        ("--checkpoint.every_n_train_steps=-1", "Invalid value for every_n_train_steps=-1"),
+    ],
+)
+def test_lightning_own_value_checks_are_one_line(
+    tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, expected: str
+) -> None:
+    line = one_line_error(capsys, tiny_fit_args(tiny_dataset, tmp_path, flag))
+    assert expected in line
+    assert not (tmp_path / "runs").exists()
