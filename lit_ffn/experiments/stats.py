@@ -31,6 +31,15 @@ same seed see the same data order, a paired test on the per-seed differences:
 
   (``scipy.stats.ttest_rel``).  Welch's test stays valid but ignores the
   pairing, so it has far less power when seeds differ more than variants do.
+* :func:`minimum_detectable_difference` — how small a difference the test
+  could see: at two-sided level α and power 1 − β, with the spread observed
+  (the usual normal-shift approximation with t quantiles, e.g. Lehr 1992)::
+
+      MDD = (t_{1−α/2, ν} + t_{1−β, ν}) · se
+      two-sample (Welch): se = sqrt(s_A²/n_A + s_B²/n_B), ν Welch–Satterthwaite
+      paired:             se = s_d/√n,                    ν = n − 1
+
+  so "no detectable difference" can say which differences were ruled out.
 * :func:`holm` — Holm–Bonferroni adjusted p-values for the k comparisons of
   one study.  Hand-written because scipy has no Holm correction (it only
   offers Benjamini–Hochberg FDR via ``scipy.stats.false_discovery_control``)
@@ -144,6 +153,36 @@ def paired(
     )
 
 
+def minimum_detectable_difference(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference a two-sided t-test at level ``alpha`` detects with probability
+    ``power``: ``(t_{1−α/2, ν} + t_{power, ν}) · se`` (module docstring); NaN when ``se`` or ``df`` is not
+    usable (fewer than 2 runs on a side)."""
+    from scipy import stats as scipy_stats
+
+    if not (math.isfinite(se) and math.isfinite(df) and df > 0 and se >= 0):
+        return math.nan
+    return float((scipy_stats.t.ppf(1 - alpha / 2, df) + scipy_stats.t.ppf(power, df)) * se)
+
+
+def mdd_welch(a: Sequence[float], b: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
+    """:func:`minimum_detectable_difference` of Welch's test for samples ``a`` and ``b``."""
+    sa, sb = summarize(a), summarize(b)
+    if sa.n < 2 or sb.n < 2:
+        return math.nan
+    va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1)) if va + vb > 0 else math.inf
+    return minimum_detectable_difference(se, df, alpha, power) if math.isfinite(df) else 0.0
+
+
+def mdd_paired(differences: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
+    """:func:`minimum_detectable_difference` of the paired test for per-seed ``differences``."""
+    sd = summarize(differences)
+    if sd.n < 2:
+        return math.nan
+    return minimum_detectable_difference(sd.std / math.sqrt(sd.n), sd.n - 1, alpha, power)
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm–Bonferroni adjusted p-values (same order as given; NaNs stay NaN, not counted).
 
@@ -189,6 +228,9 @@ __all__ = [
     "format_mean_std",
     "format_p",
     "holm",
+    "mdd_paired",
+    "mdd_welch",
+    "minimum_detectable_difference",
     "paired",
     "summarize",
     "welch",
