@@ -278,6 +278,21 @@ def results_markdown(study: Study, rows: list[VariantRow], runs: dict[Pair, RunR
             f"| {params} | {ffn_params} | {tps} |"
         )
     sources = sorted({r.tokens_per_s_source for r in rows if r.tokens_per_s is not None})
+    if len(rows) > 1:
+        lines += [
+            "",
+            (
+                "How small a difference this study could see — the minimum detectable difference at 80% power, "
+                "two-sided 5% level, from the observed spread and the n run (`lit_ffn.experiments.stats`):"
+            ),
+            "",
+            f"| variant | MDD (Welch, n vs {baseline}) | MDD (paired by seed) |",
+            "|---|---:|---:|",
+        ]
+        for row in rows[1:]:
+            mdd_w, mdd_p = detectable_differences(row, rows[0])
+            show = lambda x: "—" if math.isnan(x) else f"{x:.{d}f}"  # noqa: E731
+            lines.append(f"| {row.variant} | {show(mdd_w)} | {show(mdd_p)} |")
     lines += [
         "",
         "How to read this table:",
@@ -389,13 +404,26 @@ CSV_FIELDS = [
     "params_ffn",
     "tokens_per_s",
     "tokens_per_s_source",
+    "mdd_welch",
+    "mdd_paired",
 ]
+
+
+def detectable_differences(row: VariantRow, baseline: VariantRow) -> tuple[float, float]:
+    """(Welch MDD, paired MDD) of ``row`` against ``baseline`` (NaN where the test has too few runs)."""
+    from lit_ffn.experiments.stats import mdd_paired, mdd_welch
+
+    common = sorted(set(row.values) & set(baseline.values))
+    welch_mdd = mdd_welch(list(row.values.values()), list(baseline.values.values()))
+    paired_mdd = mdd_paired([row.values[s] - baseline.values[s] for s in common])
+    return welch_mdd, paired_mdd
 
 
 def results_csv_rows(rows: list[VariantRow]) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         t = row.test
+        mdd_w, mdd_p = detectable_differences(row, rows[0]) if t else ("", "")
         out.append(
             {
                 "variant": row.variant,
@@ -426,6 +454,8 @@ def results_csv_rows(rows: list[VariantRow]) -> list[dict[str, Any]]:
                 "params_ffn": row.params.ffn if row.params else "",
                 "tokens_per_s": row.tokens_per_s if row.tokens_per_s is not None else "",
                 "tokens_per_s_source": row.tokens_per_s_source,
+                "mdd_welch": mdd_w,
+                "mdd_paired": mdd_p,
             }
         )
     return out

@@ -75,3 +75,26 @@ def test_minimum_detectable_difference_by_hand() -> None:
     se = math.sqrt(2 * 0.01 / 3)
     assert mdd_welch(a, b) == pytest.approx((2.7764451 + 0.9409646) * se, rel=1e-6)
     assert math.isnan(mdd_welch([1.0], [2.0, 3.0])) and math.isnan(mdd_paired([0.1]))
+
+
+def test_the_report_says_how_small_a_difference_it_could_see(tmp_path) -> None:
+    from pathlib import Path
+
+    from lit_ffn.experiments import report
+    from lit_ffn.experiments.study import Pair, Study
+    from tests.experiments.test_ablate import write_run
+
+    repo = Path(__file__).resolve().parents[2] / "configs" / "ffn"
+    study = Study(tmp_path / "s", ["base.yaml"], {"swiglu": str(repo / "swiglu.yaml"), "relu": str(repo / "relu.yaml")},
+                  [0, 1, 2], experiment="x")  # fmt: skip
+    study.save()
+    final = {"swiglu": [4.4, 4.5, 4.6], "relu": [4.1, 4.2, 4.3]}
+    for variant, values in final.items():
+        for seed, value in enumerate(values):
+            write_run(study, Pair(variant, seed), [(0, 6.0), (9, value)])
+    md = report.write_report(study)["md"].read_text()
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| variant | MDD (Welch"))
+    se = math.sqrt(2 * 0.01 / 3)
+    welch = (sps.t.ppf(0.975, 4) + sps.t.ppf(0.8, 4)) * se
+    assert lines[start + 2] == f"| relu | {welch:.4f} | 0.0000 |"  # equal per-seed differences: no paired spread
