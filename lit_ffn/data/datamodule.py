@@ -258,7 +258,7 @@ class TokenDataModule(L.LightningDataModule):
                 pass
             rank_zero_info(
                 f"lit_ffn: building the quickstart corpus in {self.data_dir} (Python's own documentation and "
-                "docstrings, tokenized once; a few seconds)"
+                "docstrings, tokenized once; under a minute)"
             )
             start = time.perf_counter()
             meta = ensure_quickstart_dataset_isolated(self.location.litdata)
