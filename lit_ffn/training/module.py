@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -67,32 +68,17 @@ class LitDecoder(L.LightningModule):
         nonfinite: NonFiniteMode = "raise",
     ) -> None:
         super().__init__()
-        # every value is checked before anything is built: one line naming the key (lit_ffn.training.checks)
-        check_model_arguments(
-            vocab_size=vocab_size, dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
-            head_dim=head_dim, rope_theta=rope_theta, norm_eps=norm_eps, init_std=init_std, lr=lr, betas=betas,
-            eps=eps, weight_decay=weight_decay, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio,
-            loss_chunk_size=loss_chunk_size,
-        )  # fmt: skip
         # Under LightningCLI the saved hparams are the parsed config (ffn as
         # class_path/init_args), so `LitDecoder.load_from_checkpoint` rebuilds it.
         self.save_hyperparameters()
+        hp = self.hparams
+        # every value is checked before anything is built: one line naming the key (lit_ffn.training.checks)
+        check_model_arguments(**{key: hp[key] for key in inspect.signature(check_model_arguments).parameters})
         self.ffn_name = factory_name(ffn)
         self.ffn_factory = ffn
+        decoder_args = {key: hp[key] for key in inspect.signature(Decoder).parameters if key != "ffn"}
         try:
-            self.model = Decoder(
-                ffn=ffn,
-                vocab_size=vocab_size,
-                dim=dim,
-                n_layers=n_layers,
-                n_heads=n_heads,
-                n_kv_heads=n_kv_heads,
-                head_dim=head_dim,
-                rope_theta=rope_theta,
-                norm_eps=norm_eps,
-                tie_embeddings=tie_embeddings,
-                init_std=init_std,
-            )
+            self.model = Decoder(ffn=ffn, **decoder_args)
         except (ValueError, TypeError) as err:  # the decoder's own shape is checked above: this is the FFN's
             raise UserError(f"model.ffn ({self.ffn_name}): {first_line(err)}") from None
         # Weight decay is decided here, from the shapes as built: under FSDP1 every parameter
