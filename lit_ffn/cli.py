@@ -6,7 +6,9 @@
   a plain ``main(argv) -> int`` in its own module.
 
 User mistakes end in one line on stderr (``lit_ffn: error: …``) and exit code 2,
-not in a traceback.
+not in a traceback; a fit whose loss or gradients became non-finite ends the same
+way with exit code 3 (:class:`~lit_ffn.training.guards.NonFiniteLossError`: a
+diverged run, which ``lit_ffn ablate``'s tuning stage records as such).
 """
 
 from __future__ import annotations
@@ -85,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cli = LitFFNCLI(args=None if from_command_line else argv)
     except Exception as err:  # only user errors are turned into a line
+        from lit_ffn.training.guards import NonFiniteLossError
+
         message = user_error_message(err)
         if message is None:
             raise
         sys.stderr.write(f"lit_ffn: error: {message}\n")
-        return 2
+        return 3 if isinstance(err, NonFiniteLossError) else 2
     if cli.subcommand == "fit" and cli.trainer.is_global_zero:
         sys.stdout.write(cli.summary() + "\n")
     stop = getattr(cli, "graceful_stop", None)

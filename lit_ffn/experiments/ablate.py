@@ -4,6 +4,8 @@
     lit_ffn ablate … --print-commands            # the fit command each pair needs now
     lit_ffn ablate … --slurm-array job.sh        # a SLURM array script, one task per pair
     lit_ffn ablate --report DIR                  # rebuild the report from the runs on disk
+    lit_ffn ablate … --tune model.lr=1e-4,3e-4,1e-3 --tune-seeds 100 101   # tune per variant, confirm on --seeds
+    lit_ffn ablate … --ladder configs/ladder/cpu/*.yaml                    # every run at each rung; scaling fits
 
 The study — its pairs, run directories, fit commands and ``DIR/study.json`` —
 is :mod:`lit_ffn.experiments.study`; the report (``results.md``, ``results.csv``,
@@ -14,11 +16,17 @@ in its own ``python -m lit_ffn.cli`` subprocess so that a crash ends only that
 run; its output goes to ``DIR/logs/<v>/seed_<s>.log``.
 
 Resumable.  A pair whose fit exited 0 having reached ``trainer.max_steps``
-gets a ``DONE`` file in its run directory and is skipped from then on; a pair
-with a ``last.ckpt`` but no ``DONE`` resumes from it; a pair with neither
-starts (again) from scratch.  Rerunning the same command after a crash, a
-Ctrl-C or a preempted SLURM task therefore finishes the study without redoing
-work.
+gets a ``DONE`` file in its run directory (with its final validation loss) and
+is skipped from then on; a pair with a ``last.ckpt`` but no ``DONE`` resumes
+from it; a pair with neither starts (again) from scratch.  Rerunning the same
+command after a crash, a Ctrl-C or a preempted SLURM task therefore finishes
+the study without redoing work.
+
+Tuned studies run the tuning stage first; a confirmation run starts once its
+variant's tuning runs (at its rung) are all done, at the chosen point.  A
+tuning run whose loss became non-finite (``lit_ffn fit`` exit code 3) is done
+and "diverged": that point's loss counts as +inf.  A confirmation run that
+diverges has failed.
 """
 
 from __future__ import annotations
@@ -38,7 +46,10 @@ import yaml
 
 from lit_ffn.errors import UserError
 from lit_ffn.experiments.report import write_report
-from lit_ffn.experiments.study import DONE, Pair, Study, check_configs, make_study
+from lit_ffn.experiments.study import DONE, Pair, Study, check_configs, final_val_loss, make_study
+
+#: ``lit_ffn fit``'s exit code when the training loss or gradients became non-finite (lit_ffn.cli).
+DIVERGED_EXIT_CODE = 3
 
 #: ``launch(fit_argv, log_path) -> exit code``: how a pair is run.
 Launcher = Callable[[list[str], Path], int]
@@ -102,10 +113,13 @@ def _finished(run_dir: Path) -> tuple[bool, str]:
 
 def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, clean_checkpoints: bool = False) -> str:
     """Bring one pair to DONE (skip, resume or start); returns its final state
-    (``"done"``, ``"skipped"`` or ``"failed: …"``)."""
+    (``"done"``, ``"diverged"`` (a tuning run), ``"skipped"``, ``"waiting"`` (a confirmation run
+    whose tuning is not finished) or ``"failed: …"``)."""
     state = study.state(pair)
     if state == "done":
         return "skipped"
+    if state == "waiting":
+        return "waiting"
     run_dir = study.run_dir(pair)
     if state == "new" and run_dir.exists():
         # A previous attempt died before its first checkpoint: its events would
@@ -115,11 +129,15 @@ def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, c
     start = time.time()
     code = launch(args, study.log_path(pair))
     wall = time.time() - start
-    if code != 0:
-        return f"failed: exit code {code}"
-    ok, detail = _finished(run_dir)
+    diverged = code == DIVERGED_EXIT_CODE and pair.stage == "tune"
+    if code != 0 and not diverged:
+        why = " (the loss became non-finite)" if code == DIVERGED_EXIT_CODE else ""
+        return f"failed: exit code {code}{why}"
+    ok, detail = (True, "diverged") if diverged else _finished(run_dir)
     if not ok:
         return f"failed: {detail}"
+    loss = None if diverged else final_val_loss(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / DONE).write_text(
         json.dumps(
             {
@@ -127,6 +145,8 @@ def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, c
                 "wall_s": round(wall, 1),
                 "resumed": state == "resume",
                 "detail": detail,
+                "final_val_loss": loss,
+                "diverged": diverged,
                 "command": shlex.join(["lit_ffn", *args]),
             },
             indent=2,
@@ -135,7 +155,7 @@ def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, c
     )
     if clean_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    return "done"
+    return "diverged" if diverged else "done"
 
 
 def run_study(
@@ -150,10 +170,13 @@ def run_study(
     pairs = list(study.pairs() if pairs is None else pairs)
     outcomes: dict[Pair, str] = {}
     for i, pair in enumerate(pairs, 1):
-        label = f"[{i}/{len(pairs)}] {pair.variant} seed {pair.seed}"
+        stage = " (tuning)" if pair.stage == "tune" else " (confirmation)" if study.tune else ""
+        label = f"[{i}/{len(pairs)}] {pair.describe()}{stage}"
         state = study.state(pair)
-        if state != "done":
+        if state in ("new", "resume"):
             what = "resuming" if state == "resume" else "starting"
+            if pair.stage == "confirm" and study.tune and state == "new":
+                what += f" at {study.choice(pair.variant, pair.rung).label}"
             echo(f"{label}: {what} (log: {study.log_path(pair)})")
         start = time.time()
         outcomes[pair] = outcome = run_pair(study, pair, launch, clean_checkpoints)
@@ -161,6 +184,11 @@ def run_study(
             echo(f"{label}: already done, skipped")
         elif outcome == "done":
             echo(f"{label}: done in {time.time() - start:.0f} s")
+        elif outcome == "diverged":
+            echo(f"{label}: diverged (non-finite loss) after {time.time() - start:.0f} s: its point counts as +inf")
+        elif outcome == "waiting":
+            done, total = study.tuning_progress(pair.variant, pair.rung)
+            echo(f"{label}: waits for {pair.variant}'s tuning runs ({done} of {total} done); not started")
         else:
             echo(f"{label}: FAILED ({outcome[len('failed: ') :]}); last lines of {study.log_path(pair)}:")
             echo(_tail(study.log_path(pair)))
@@ -178,35 +206,45 @@ def print_commands(study: Study) -> str:
     """One line per pair: the ``lit_ffn fit`` command it needs now (a comment when done)."""
     lines = []
     for pair in study.pairs():
+        state = study.state(pair)
+        if state == "waiting":
+            done, total = study.tuning_progress(pair.variant, pair.rung)
+            lines.append(
+                f"# {pair.describe()}: confirmation run, waits for {pair.variant}'s tuning ({done} of {total} runs "
+                "done): print the commands again once they are"
+            )
+            continue
         args = study.next_args(pair)
-        lines.append(f"# {pair.variant} seed {pair.seed}: done" if args is None else shlex.join(["lit_ffn", *args]))
+        lines.append(f"# {pair.describe()}: done" if args is None else shlex.join(["lit_ffn", *args]))
     return "\n".join(lines)
 
 
-def slurm_script(study: Study, ablate_argv: Sequence[str], sbatch: Sequence[str] = ()) -> str:
+def slurm_script(
+    study: Study, ablate_argv: Sequence[str], sbatch: Sequence[str] = (), tasks: range | None = None, stage: str = ""
+) -> str:
     """A SLURM array script: task ``i`` runs pair ``i`` through ``lit_ffn ablate … --task i``,
-    so that a requeued or resubmitted task skips, resumes or starts its pair like a local rerun."""
-    n = len(study.pairs())
+    so that a requeued or resubmitted task skips, resumes or starts its pair like a local rerun.
+    ``tasks``: the pairs of this array (default all; a tuned study writes one script per stage)."""
+    pairs = study.pairs()
+    tasks = range(len(pairs)) if tasks is None else tasks
     python = shlex.quote(sys.executable)
     header = [
         "#!/bin/bash",
-        f"#SBATCH --job-name={study.experiment}",
-        f"#SBATCH --array=0-{n - 1}",
+        f"#SBATCH --job-name={study.experiment}{'_' + stage if stage else ''}",
+        f"#SBATCH --array={tasks.start}-{tasks.stop - 1}",
         f"#SBATCH --output={study.out.resolve()}/logs/slurm_%A_%a.out",
         "#SBATCH --ntasks=1",
         *[f"#SBATCH {option}" for option in sbatch],
     ]
-    pairs = "\n".join(f"#   task {i}: {p.variant} seed {p.seed}" for i, p in enumerate(study.pairs()))
+    listed = "\n".join(f"#   task {i}: {pairs[i].describe()}" for i in tasks)
+    what = f"the {stage} stage: " if stage else ""
     return "\n".join(
         [
             *header,
             "#",
-            (
-                f"# lit_ffn ablation '{study.experiment}': {len(study.variants)} variants x {len(study.seeds)} seeds "
-                f"= {n} tasks, one (variant, seed) pair each:"
-            ),
-            pairs,
-            "# Submit:  sbatch THIS_FILE   (a task that is resubmitted skips/resumes its pair)",
+            f"# lit_ffn ablation '{study.experiment}', {what}{len(tasks)} tasks, one run each:",
+            listed,
+            "# Submit:  sbatch THIS_FILE   (a task that is resubmitted skips/resumes its run)",
             f"# Report once all tasks ended:  lit_ffn ablate --report {shlex.quote(str(study.out))}",
             (
                 "#   e.g. sbatch --dependency=afterany:<array job id> --wrap "
@@ -217,6 +255,28 @@ def slurm_script(study: Study, ablate_argv: Sequence[str], sbatch: Sequence[str]
             f'{python} -m lit_ffn.cli ablate {shlex.join(ablate_argv)} --task "$SLURM_ARRAY_TASK_ID"',
             "",
         ]
+    )
+
+
+def write_slurm_scripts(study: Study, script: Path, ablate_argv: Sequence[str], sbatch: Sequence[str]) -> str:
+    """Write the SLURM array script(s); returns what to tell the user.  A tuned study gets two:
+    ``FILE`` (tuning) and ``FILE``'s ``_confirm`` sibling, to submit with ``--dependency=afterok``."""
+    study.save()
+    (study.out / "logs").mkdir(exist_ok=True)  # SLURM does not create the --output directory
+    script.parent.mkdir(parents=True, exist_ok=True)
+    n, n_tune = len(study.pairs()), len(study.tune_pairs())
+    if not n_tune:
+        script.write_text(slurm_script(study, ablate_argv, sbatch))
+        script.chmod(0o755)
+        return f"wrote {script} ({n} array tasks); submit with: sbatch {script}"
+    confirm = script.with_name(f"{script.stem}_confirm{script.suffix}")
+    script.write_text(slurm_script(study, ablate_argv, sbatch, range(n_tune), "tuning"))
+    confirm.write_text(slurm_script(study, ablate_argv, sbatch, range(n_tune, n), "confirmation"))
+    for path in (script, confirm):
+        path.chmod(0o755)
+    return (
+        f"wrote {script} ({n_tune} tuning tasks) and {confirm} ({n - n_tune} confirmation tasks); submit with: "
+        f"jid=$(sbatch --parsable {script}) && sbatch --dependency=afterok:$jid {confirm}"
     )
 
 
@@ -258,6 +318,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--experiment", help="experiment name: DIR/runs/<experiment>/… (default: the base config's stem)"
     )
     parser.add_argument("--baseline", metavar="NAME", help="variant to compare against (default: the first --ffn)")
+    parser.add_argument(
+        "--tune",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,…",
+        help="tune KEY per variant over these values (repeatable: the grid is the product) on --tune-seeds; "
+        "each variant is then confirmed at its best point on --seeds",
+    )
+    parser.add_argument(
+        "--tune-seeds", nargs="+", type=int, default=[], metavar="T", help="seeds of the tuning runs (not in --seeds)"
+    )
+    parser.add_argument(
+        "--ladder",
+        nargs="+",
+        default=[],
+        metavar="RUNG.yaml",
+        help="scaling ladder: every run once per rung config (layered over the base); loss-vs-compute fits "
+        "and compute multipliers in the report",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--print-commands", action="store_true", help="print the fit command each pair needs now")
     mode.add_argument("--slurm-array", metavar="FILE", help="write a SLURM array script (one task per pair)")
@@ -310,26 +389,39 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             return 0
         if not args.out:
             raise UserError("--out DIR is required (where the runs and the report go)")
-        study = make_study(args.out, args.config, args.ffn, args.seeds, overrides, args.experiment, args.baseline)
+        study = make_study(
+            args.out,
+            args.config,
+            args.ffn,
+            args.seeds,
+            overrides,
+            args.experiment,
+            args.baseline,
+            tune=args.tune,
+            tune_seeds=args.tune_seeds,
+            ladder=args.ladder,
+        )
         check_configs(study)
+        if len(study.ladder) == 1:
+            print(
+                f"lit_ffn ablate: note: --ladder has a single rung ({next(iter(study.ladder))}): no scaling fit is "
+                "possible; the report gives that rung's tables only (add rungs for a fit)",
+                file=sys.stderr,
+            )
         if args.print_commands:
             print(print_commands(study))
             return 0
         if args.slurm_array:
-            study.save()
-            (study.out / "logs").mkdir(exist_ok=True)  # SLURM does not create the --output directory
-            script = Path(args.slurm_array)
-            script.parent.mkdir(parents=True, exist_ok=True)
-            script.write_text(slurm_script(study, _ablate_argv_without_mode(argv), args.sbatch))
-            script.chmod(0o755)
-            print(f"wrote {script} ({len(study.pairs())} array tasks); submit with: sbatch {script}")
+            print(write_slurm_scripts(study, Path(args.slurm_array), _ablate_argv_without_mode(argv), args.sbatch))
             return 0
         pairs = study.pairs()
         if args.task is not None:
             if not 0 <= args.task < len(pairs):
                 raise UserError(f"--task {args.task} is out of range: the study has pairs 0..{len(pairs) - 1}")
+            if study.state(pairs[args.task]) == "waiting":
+                study.fresh_args(pairs[args.task])  # raises the one line: which tuning runs it waits for
             outcomes = run_study(study, launch, [pairs[args.task]], args.clean_checkpoints)
-            return 0 if all(o in ("done", "skipped") for o in outcomes.values()) else 1
+            return 0 if all(o in ("done", "skipped", "diverged") for o in outcomes.values()) else 1
         try:
             outcomes = run_study(study, launch, pairs, args.clean_checkpoints)
         except KeyboardInterrupt:
@@ -337,7 +429,10 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             return 130
         paths = write_report(study)
         print(f"wrote {', '.join(str(p) for p in paths.values())}")
-        failed = [f"{p.variant} seed {p.seed}" for p, o in outcomes.items() if o not in ("done", "skipped")]
+        failed = [p.describe() for p, o in outcomes.items() if o not in ("done", "skipped", "diverged", "waiting")]
+        waiting = [p.describe() for p, o in outcomes.items() if o == "waiting"]
+        if waiting and not failed:
+            failed = waiting  # cannot happen without a failure upstream, but never report an unfinished study as ok
         if failed:
             print(
                 f"lit_ffn ablate: {len(failed)} run(s) failed: {', '.join(failed)}; see {study.out / 'logs'} "

@@ -213,8 +213,26 @@ def _fmt_signed(x: float, decimals: int) -> str:
     return "—" if math.isnan(x) else f"{x:+.{decimals}f}"
 
 
-def results_markdown(study: Study, rows: list[VariantRow], runs: dict[Pair, RunResult], baseline: str) -> str:
+def results_markdown(
+    study: Study,
+    rows: list[VariantRow],
+    runs: dict[Pair, RunResult],
+    baseline: str,
+    *,
+    title: str | None = None,
+    rung: str = "",
+    preamble: Sequence[str] = (),
+    explain: bool = True,
+    images: str = "",
+) -> str:
+    """The comparison of one set of runs (a plain study; one rung's confirmation runs): the table,
+    the detectable differences, how to read them (``explain``), per-seed tables, commits, images
+    (``curves{images}.png``, ``gates{images}.png``).  ``preamble``: extra bullets after the header."""
     from lit_ffn.experiments.stats import _decimals, format_mean_std, format_p
+
+    seeds = study.seeds
+    by_variant_seed = {(r.pair.variant, r.pair.seed): r for r in runs.values()}
+    where = f"{study.runs_dir}/{study.experiment}/{rung + '/' if rung else ''}<variant>/seed_<seed>/"
 
     k = len(rows) - 1
     stds = [r.summary.std for r in rows if not math.isnan(r.summary.std)]
@@ -233,20 +251,19 @@ def results_markdown(study: Study, rows: list[VariantRow], runs: dict[Pair, RunR
         or "—"
     )
     lines = [
-        f"# Ablation: {study.experiment}",
+        title or f"# Ablation: {study.experiment}",
         "",
         f"- base config: {', '.join(f'`{c}`' for c in study.configs)}"
+        + (f"; ladder rung: `{study.ladder[rung]}`" if rung else "")
         + (f"; overrides: `{' '.join(study.overrides)}`" if study.overrides else ""),
-        f"- variants: {', '.join(study.variants)}; seeds: {' '.join(map(str, study.seeds))}; baseline: **{baseline}**",
+        f"- variants: {', '.join(study.variants)}; seeds: {' '.join(map(str, seeds))}; baseline: **{baseline}**",
         (
             f"- metric: final validation loss — the last `val/loss` point of each run (trained for {max_steps} "
             f"optimizer steps; TensorBoard step {', '.join(map(str, steps)) or '—'}): the token-weighted mean "
             "next-token cross-entropy over the validation set, in nats; lower is better"
         ),
-        (
-            f"- runs: `{study.runs_dir}/{study.experiment}/<variant>/seed_<seed>/` (config.yaml, TensorBoard events); "
-            f"command: `{study.command()}`"
-        ),
+        (f"- runs: `{where}` (config.yaml, TensorBoard events); command: `{study.command()}`"),
+        *preamble,
         "",
         (
             f"| variant | n | final val loss (mean ± std) | Δ vs {baseline} | 95% CI of Δ (Welch) | p (Welch) | "
@@ -293,7 +310,7 @@ def results_markdown(study: Study, rows: list[VariantRow], runs: dict[Pair, RunR
             mdd_w, mdd_p = detectable_differences(row, rows[0])
             show = lambda x: "—" if math.isnan(x) else f"{x:.{d}f}"  # noqa: E731
             lines.append(f"| {row.variant} | {show(mdd_w)} | {show(mdd_p)} |")
-    lines += [
+    explanation = [
         "",
         "How to read this table:",
         "",
@@ -329,24 +346,27 @@ def results_markdown(study: Study, rows: list[VariantRow], runs: dict[Pair, RunR
             f"(`lit_ffn params`). **tokens/s**: training throughput, mean over seeds, from {', '.join(sources) or '—'} "
             "(shared or busy machines make it noisy)."
         ),
+    ]
+    lines += explanation if explain else []
+    lines += [
         "",
         "Final validation loss per seed:",
         "",
-        "| variant | " + " | ".join(f"seed {s}" for s in study.seeds) + " |",
-        "|---|" + "---:|" * len(study.seeds),
+        "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|" + "---:|" * len(seeds),
     ]
     for row in rows:
-        cells = [f"{row.values[s]:.{d}f}" if s in row.values else "—" for s in study.seeds]
+        cells = [f"{row.values[s]:.{d}f}" if s in row.values else "—" for s in seeds]
         lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Commit that trained each run (`provenance.json` in its directory; `+dirty`: uncommitted changes):",
         "",
-        "| variant | " + " | ".join(f"seed {s}" for s in study.seeds) + " |",
-        "|---|" + "---|" * len(study.seeds),
+        "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|" + "---|" * len(seeds),
     ]
     for variant in study.variants:
-        pairs = [runs.get(Pair(variant, s)) for s in study.seeds]
+        pairs = [by_variant_seed.get((variant, s)) for s in seeds]
         cells = [r.commit if r is not None and r.status != "missing" else "—" for r in pairs]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     base_values = rows[0].values
@@ -354,13 +374,12 @@ def results_markdown(study: Study, rows: list[VariantRow], runs: dict[Pair, RunR
         "",
         f"Difference to {baseline} per seed (what the paired test sees):",
         "",
-        "| variant | " + " | ".join(f"seed {s}" for s in study.seeds) + " |",
-        "|---|" + "---:|" * len(study.seeds),
+        "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|" + "---:|" * len(seeds),
     ]
     for row in rows[1:]:
         cells = [
-            f"{row.values[s] - base_values[s]:+.{d}f}" if s in row.values and s in base_values else "—"
-            for s in study.seeds
+            f"{row.values[s] - base_values[s]:+.{d}f}" if s in row.values and s in base_values else "—" for s in seeds
         ]
         lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
     problems = [r for r in runs.values() if r.status != "done" or not r.final]
@@ -368,10 +387,10 @@ def results_markdown(study: Study, rows: list[VariantRow], runs: dict[Pair, RunR
         lines += ["", "Not included (rerun the same `lit_ffn ablate` command to finish them):", ""]
         for r in sorted(problems, key=lambda r: (r.pair.variant, r.pair.seed)):
             why = {"missing": "not started", "incomplete": "started, not finished"}.get(r.status, "no val/loss logged")
-            lines.append(f"- {r.pair.variant} seed {r.pair.seed}: {why}")
-    lines += ["", "![validation loss, mean ± std over seeds](curves.png)", ""]
+            lines.append(f"- {r.pair.describe()}: {why}")
+    lines += ["", f"![validation loss, mean ± std over seeds](curves{images}.png)", ""]
     if any(r.has_gates for r in runs.values()):
-        lines += ["![gate statistics per layer at the end of training](gates.png)", ""]
+        lines += [f"![gate statistics per layer at the end of training](gates{images}.png)", ""]
     return "\n".join(lines)
 
 
@@ -406,6 +425,8 @@ CSV_FIELDS = [
     "tokens_per_s_source",
     "mdd_welch",
     "mdd_paired",
+    "rung",
+    "tuned",
 ]
 
 
@@ -419,7 +440,10 @@ def detectable_differences(row: VariantRow, baseline: VariantRow) -> tuple[float
     return welch_mdd, paired_mdd
 
 
-def results_csv_rows(rows: list[VariantRow]) -> list[dict[str, Any]]:
+def results_csv_rows(
+    rows: list[VariantRow], rung: str = "", tuned: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """results.csv rows of one comparison; ``tuned``: variant -> its chosen grid point's label."""
     out = []
     for row in rows:
         t = row.test
@@ -456,6 +480,8 @@ def results_csv_rows(rows: list[VariantRow]) -> list[dict[str, Any]]:
                 "tokens_per_s_source": row.tokens_per_s_source,
                 "mdd_welch": mdd_w,
                 "mdd_paired": mdd_p,
+                "rung": rung,
+                "tuned": (tuned or {}).get(row.variant, ""),
             }
         )
     return out
@@ -504,19 +530,61 @@ def plot_gates(study: Study, runs: dict[Pair, RunResult], path: Path) -> bool:
 
 
 def write_report(study: Study, baseline: str | None = None) -> dict[str, Path]:
-    """Read every run of ``study`` and write results.md, results.csv, curves.png, gates.png into ``study.out``."""
+    """Read every run of ``study`` and write its report into ``study.out``: results.md, results.csv,
+    curves*.png, gates*.png; for a tuned study also tuning.csv and tuning.png
+    (:mod:`lit_ffn.experiments.tuning_report`), for a ladder scaling.csv and scaling.png
+    (:mod:`lit_ffn.experiments.scaling_report`).  The comparisons use the confirmation runs only."""
+    from lit_ffn.experiments import scaling_report, tuning_report
+
     baseline = baseline or study.baseline_name
     if baseline not in study.variants:
         raise UserError(f"baseline '{baseline}' is not a variant of the study ({', '.join(study.variants)})")
-    runs = {pair: read_run(study, pair) for pair in study.pairs()}
-    rows = build_rows(study, runs, baseline)
-    paths = {"md": study.out / "results.md", "csv": study.out / "results.csv", "curves": study.out / "curves.png"}
-    paths["md"].write_text(results_markdown(study, rows, runs, baseline))
+    all_runs = {pair: read_run(study, pair) for pair in study.pairs()}
+    paths = {"md": study.out / "results.md", "csv": study.out / "results.csv"}
+    sections: list[str] = []
+    csv_rows: list[dict[str, Any]] = []
+    tuning = tuning_report.TuningReport(study) if study.tune else None
+    confirm_rows: dict[str, list[VariantRow]] = {}
+    for i, rung in enumerate(study.rungs):
+        runs = {pair: run for pair, run in all_runs.items() if pair.rung == rung and pair.stage == "confirm"}
+        rows = build_rows(study, runs, baseline)
+        confirm_rows[rung] = rows
+        suffix = f"_{rung}" if rung else ""
+        tuned = tuning.chosen_labels(rung) if tuning else {}
+        title = (
+            f"## Comparison at rung `{rung}`"
+            if study.ladder
+            else "## Comparison (confirmation runs)"
+            if tuning
+            else None
+        )
+        preamble = tuning.protocol_lines(rung) if tuning else []
+        sections.append(
+            results_markdown(
+                study, rows, runs, baseline, title=title, rung=rung, preamble=preamble, explain=i == 0, images=suffix
+            )
+        )
+        csv_rows += results_csv_rows(rows, rung, tuned)
+        paths[f"curves{suffix}"] = study.out / f"curves{suffix}.png"
+        plot_curves(study, runs, paths[f"curves{suffix}"])
+        if plot_gates(study, runs, study.out / f"gates{suffix}.png"):
+            paths[f"gates{suffix}"] = study.out / f"gates{suffix}.png"
+    head: list[str] = []
+    if tuning or study.ladder:
+        head = [f"# Ablation: {study.experiment}", "", f"- command: `{study.command()}`"]
+        head += tuning_report.protocol_summary(study) if tuning else []
+        head += scaling_report.ladder_summary(study) if study.ladder else []
+        head.append("")
+    if tuning:
+        sections.insert(0, tuning.markdown())
+        paths.update(tuning.write(study.out))
+    if study.ladder:
+        scaling = scaling_report.ScalingReport(study, all_runs, baseline)
+        sections.append(scaling.markdown())
+        paths.update(scaling.write(study.out))
+    paths["md"].write_text("".join(line + "\n" for line in head) + "\n\n".join(sections))
     with open(paths["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
-        writer.writerows(results_csv_rows(rows))
-    plot_curves(study, runs, paths["curves"])
-    if plot_gates(study, runs, study.out / "gates.png"):
-        paths["gates"] = study.out / "gates.png"
-    return paths
+        writer.writerows(csv_rows)
+    return {key: path for key, path in paths.items() if path.exists()}

@@ -1,7 +1,6 @@
-"""A multi-seed FFN ablation study: its (variant, seed) pairs, their run
-directories and fit commands, and ``DIR/study.json``.
+"""An FFN study: its runs, their directories and fit commands, and ``DIR/study.json``.
 
-A study is every (variant, seed) pair.  Variants are names of
+A plain study is every (variant, seed) pair.  Variants are names of
 ``configs/ffn/<name>.yaml`` (the names of :data:`lit_ffn.ffn.registry.BUILTINS`) or
 paths of YAML files with a ``model.ffn`` section.  Pair ``(v, s)`` is the fit
 
@@ -11,19 +10,31 @@ paths of YAML files with a ``model.ffn`` section.  Pair ``(v, s)`` is the fit
 
 so every run has its own directory ``DIR/runs/<experiment>/<v>/seed_<s>/``
 (``config.yaml``, TensorBoard events, ``checkpoints/last.ckpt``), seed and
-saved config.  A pair is "done" once its run directory holds a ``DONE`` file
+saved config.  A run is "done" once its run directory holds a ``DONE`` file
 (written by :mod:`lit_ffn.experiments.ablate` when the fit reached ``trainer.max_steps``),
 "resume" when it has a ``last.ckpt`` (continued with ``lit_ffn fit --config
 <run>/config.yaml --ckpt_path last``) and "new" otherwise.
 
+Two stages and a ladder extend it (issue 14; :mod:`lit_ffn.experiments.tuning`):
+
+* ``--tune KEY=V1,V2,…`` (+ ``--tune-seeds``): a **tuning stage**, every variant × grid point ×
+  tuning seed in ``…/tune/<point>/<v>/seed_<t>/``, then a **confirmation stage**, every variant at
+  its chosen point × ``--seeds`` in ``…/<v>/seed_<s>/`` (state "waiting" until the variant's
+  tuning runs are all done: the choice needs them all);
+* ``--ladder R1.yaml R2.yaml …``: each rung a config layered over the base (before the FFN), every
+  run of both stages once per rung, under ``DIR/runs/<experiment>/<rung>/…``.  With both, each
+  rung is tuned on its own (the optimal learning rate moves with model size), so a ladder of R
+  rungs costs R × (variants × points × tuning seeds + variants × seeds) runs.
+
 ``DIR/study.json`` records the study; a later command on the same ``DIR`` must
-use the same base configs, overrides and experiment, and may add variants or
-seeds.
+use the same base configs, overrides, experiment, grid and tuning seeds, and may
+add variants, seeds and rungs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -32,12 +43,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lit_ffn.errors import UserError
+import yaml
+
+from lit_ffn.errors import UserError, first_line
+from lit_ffn.experiments import tuning
 from lit_ffn.ffn.registry import resolve_variant
 
 #: Marker written into a run directory once its fit finished.
 DONE = "DONE"
 STUDY_FILE = "study.json"
+#: Directory of the tuning stage inside an experiment (or rung) directory.
+TUNE_DIR = "tune"
 
 #: Overrides the runner sets itself (the run's identity): refused from the user.
 _RESERVED = re.compile(r"^--(seed_everything|ckpt_path|trainer\.logger(\.init_args)?\.(save_dir|name|version))(=|$)")
@@ -46,15 +62,26 @@ _RESERVED = re.compile(r"^--(seed_everything|ckpt_path|trainer\.logger(\.init_ar
 # ================================================================== the study
 @dataclass(frozen=True)
 class Pair:
-    """One run of the study."""
+    """One run of the study: a variant and a seed, at a ladder rung ("" without a ladder), at a
+    tuning grid point (its label; "" for a confirmation run or a plain study's run)."""
 
     variant: str
     seed: int
+    rung: str = ""
+    point: str = ""
+
+    @property
+    def stage(self) -> str:
+        return "tune" if self.point else "confirm"
+
+    def describe(self) -> str:
+        where = "".join(f" {x}" for x in (self.rung, self.point) if x)
+        return f"{self.variant} seed {self.seed}{where}"
 
 
 @dataclass
 class Study:
-    """What ``DIR/study.json`` records: enough to relaunch or report every pair."""
+    """What ``DIR/study.json`` records: enough to relaunch or report every run."""
 
     out: Path
     configs: list[str]
@@ -63,39 +90,133 @@ class Study:
     overrides: list[str] = field(default_factory=list)
     experiment: str = "ablation"
     baseline: str | None = None
+    tune: dict[str, list[str]] = field(default_factory=dict)  # key -> values (lit_ffn.experiments.tuning)
+    tune_seeds: list[int] = field(default_factory=list)
+    ladder: dict[str, str] = field(default_factory=dict)  # rung name -> config file
 
     # ----------------------------------------------------------- layout
     @property
     def runs_dir(self) -> Path:
         return self.out / "runs"
 
+    @property
+    def rungs(self) -> list[str]:
+        """The ladder's rung names in order ([""] without a ladder)."""
+        return list(self.ladder) or [""]
+
+    @property
+    def points(self) -> list[tuning.Point]:
+        return tuning.grid_points(self.tune) if self.tune else []
+
+    def version(self, pair: Pair) -> str:
+        """The run's path below ``runs/<experiment>/`` (the TensorBoard logger's version)."""
+        parts = [pair.rung] if pair.rung else []
+        if pair.point:
+            parts += [TUNE_DIR, pair.point]
+        return "/".join([*parts, pair.variant, f"seed_{pair.seed}"])
+
     def run_dir(self, pair: Pair) -> Path:
-        return self.runs_dir / self.experiment / pair.variant / f"seed_{pair.seed}"
+        return self.runs_dir / self.experiment / self.version(pair)
 
     def log_path(self, pair: Pair) -> Path:
-        return self.out / "logs" / pair.variant / f"seed_{pair.seed}.log"
+        return self.out / "logs" / f"{self.version(pair)}.log"
+
+    def tune_pairs(self, rung: str | None = None) -> list[Pair]:
+        """The tuning stage: per rung, seed-major, then grid point, then variant."""
+        labels = [tuning.point_label(p) for p in self.points]
+        return [
+            Pair(variant, seed, r, label)
+            for r in (self.rungs if rung is None else [rung])
+            for seed in self.tune_seeds
+            for label in labels
+            for variant in self.variants
+        ]
+
+    def confirm_pairs(self, rung: str | None = None) -> list[Pair]:
+        """The confirmation stage (a plain study's only stage): per rung, seed-major, then variant
+        (a study stopped early is still balanced)."""
+        return [
+            Pair(variant, seed, r)
+            for r in (self.rungs if rung is None else [rung])
+            for seed in self.seeds
+            for variant in self.variants
+        ]
 
     def pairs(self) -> list[Pair]:
-        """Seed-major: every variant with the first seed, then with the second, …"""
-        return [Pair(variant, seed) for seed in self.seeds for variant in self.variants]
+        """Every run: the tuning stage first, then the confirmation stage."""
+        return self.tune_pairs() + self.confirm_pairs()
 
     @property
     def baseline_name(self) -> str:
         return self.baseline or next(iter(self.variants))
 
+    # ----------------------------------------------------------- tuning
+    def final_loss(self, pair: Pair) -> float | None:
+        """Final validation loss of a done run (inf: it diverged), None while it is not done."""
+        done = self.run_dir(pair) / DONE
+        if not done.exists():
+            return None
+        try:
+            info = json.loads(done.read_text())
+        except ValueError:
+            info = {}
+        if info.get("diverged"):
+            return math.inf
+        if info.get("final_val_loss") is not None:
+            return float(info["final_val_loss"])
+        return final_val_loss(self.run_dir(pair))  # a DONE file of an older lit_ffn
+
+    def tuning_losses(self, variant: str, rung: str = "") -> dict[tuning.Point, list[float]] | None:
+        """``{point: [final loss per tuning seed]}`` of a variant, None while any of its tuning runs is not done."""
+        losses: dict[tuning.Point, list[float]] = {}
+        for point in self.points:
+            label = tuning.point_label(point)
+            values = [self.final_loss(Pair(variant, seed, rung, label)) for seed in self.tune_seeds]
+            if any(v is None for v in values):
+                return None
+            losses[point] = [math.nan if v is None else v for v in values]
+        return losses
+
+    def choice(self, variant: str, rung: str = "") -> tuning.Choice | None:
+        """The variant's chosen grid point at a rung (None while tuning is incomplete)."""
+        losses = self.tuning_losses(variant, rung)
+        return None if losses is None else tuning.choose(self.tune, losses)
+
+    def tuning_progress(self, variant: str, rung: str = "") -> tuple[int, int]:
+        """(done, total) tuning runs of a variant at a rung."""
+        pairs = [p for p in self.tune_pairs(rung) if p.variant == variant]
+        return sum(self.state(p) == "done" for p in pairs), len(pairs)
+
     # ----------------------------------------------------------- commands
+    def _point_args(self, pair: Pair) -> list[str]:
+        if pair.point:
+            point = next(p for p in self.points if tuning.point_label(p) == pair.point)
+            return tuning.point_overrides(point)
+        if not self.tune:
+            return []
+        chosen = self.choice(pair.variant, pair.rung)
+        if chosen is None:
+            done, total = self.tuning_progress(pair.variant, pair.rung)
+            raise UserError(
+                f"{pair.describe()} is a confirmation run: it starts once {pair.variant}'s tuning runs are all done "
+                f"({done} of {total} are)"
+            )
+        return tuning.point_overrides(chosen.point)
+
     def fresh_args(self, pair: Pair) -> list[str]:
-        """``lit_ffn fit`` arguments that start ``pair`` from scratch."""
+        """``lit_ffn fit`` arguments that start ``pair`` from scratch (a confirmation run: at its chosen point)."""
         args = ["fit"]
         for config in self.configs:
             args += ["--config", config]
-        args += ["--config", self.variants[pair.variant], *self.overrides]
+        if pair.rung:
+            args += ["--config", self.ladder[pair.rung]]
+        args += ["--config", self.variants[pair.variant], *self.overrides, *self._point_args(pair)]
         return [
             *args,
             f"--seed_everything={pair.seed}",
             f"--trainer.logger.init_args.save_dir={self.runs_dir}",
             f"--trainer.logger.init_args.name={self.experiment}",
-            f"--trainer.logger.init_args.version={pair.variant}/seed_{pair.seed}",
+            f"--trainer.logger.init_args.version={self.version(pair)}",
         ]
 
     def resume_args(self, pair: Pair) -> list[str]:
@@ -103,18 +224,23 @@ class Study:
         return ["fit", "--config", str(self.run_dir(pair) / "config.yaml"), "--ckpt_path", "last"]
 
     def state(self, pair: Pair) -> str:
-        """``"done"``, ``"resume"`` (has a checkpoint) or ``"new"``."""
+        """``"done"``, ``"resume"`` (has a checkpoint), ``"new"``, or ``"waiting"`` (a confirmation
+        run whose variant's tuning is not finished)."""
         run_dir = self.run_dir(pair)
         if (run_dir / DONE).exists():
             return "done"
         if (run_dir / "config.yaml").exists() and (run_dir / "checkpoints" / "last.ckpt").exists():
             return "resume"
+        if self.tune and not pair.point and self.tuning_losses(pair.variant, pair.rung) is None:
+            return "waiting"
         return "new"
 
     def next_args(self, pair: Pair) -> list[str] | None:
-        """The fit arguments ``pair`` needs now (None: it is done)."""
+        """The fit arguments ``pair`` needs now (None: it is done or waiting)."""
         state = self.state(pair)
-        return None if state == "done" else self.resume_args(pair) if state == "resume" else self.fresh_args(pair)
+        if state in ("done", "waiting"):
+            return None
+        return self.resume_args(pair) if state == "resume" else self.fresh_args(pair)
 
     def command(self) -> str:
         """The ``lit_ffn ablate`` command that runs (or resumes) this whole study."""
@@ -123,6 +249,12 @@ class Study:
             args += ["--config", config]
         builtin = lambda name, path: Path(path).as_posix().endswith(f"configs/ffn/{name}.yaml")  # noqa: E731
         args += ["--ffn", *(name if builtin(name, path) else path for name, path in self.variants.items())]
+        for key, values in self.tune.items():
+            args += ["--tune", f"{key}={','.join(values)}"]
+        if self.tune_seeds:
+            args += ["--tune-seeds", *map(str, self.tune_seeds)]
+        if self.ladder:
+            args += ["--ladder", *self.ladder.values()]
         args += ["--seeds", *map(str, self.seeds), "--out", str(self.out)]
         if self.experiment != Path(self.configs[0]).stem:
             args += ["--experiment", self.experiment]
@@ -139,6 +271,9 @@ class Study:
             "overrides": self.overrides,
             "experiment": self.experiment,
             "baseline": self.baseline,
+            "tune": self.tune,
+            "tune_seeds": self.tune_seeds,
+            "ladder": self.ladder,
         }
 
     def save(self) -> None:
@@ -157,7 +292,7 @@ class Study:
         return cls(out=Path(out), **data)
 
     def merge_saved(self) -> Study:
-        """Check this study against ``DIR/study.json`` (if any) and merge its variants and seeds."""
+        """Check this study against ``DIR/study.json`` (if any) and merge its variants, seeds and rungs."""
         path = self.out / STUDY_FILE
         if not path.is_file():
             return self
@@ -169,14 +304,50 @@ class Study:
                     "rerun with the same base configs, overrides and experiment (variants and seeds may be added), "
                     "or use another --out"
                 )
+        if saved.tune != self.tune or saved.tune_seeds != self.tune_seeds:
+            saved_grid = " ".join(f"--tune {k}={','.join(v)}" for k, v in saved.tune.items()) or "no --tune"
+            raise UserError(
+                f"{self.out} was tuned with {saved_grid} --tune-seeds {' '.join(map(str, saved.tune_seeds)) or '-'}: "
+                "a changed grid or tuning seeds would change the choices its confirmation runs used; "
+                "rerun with those, or use another --out"
+            )
         for name, path_ in saved.variants.items():
             if name in self.variants and self.variants[name] != path_:
                 raise UserError(f"variant '{name}' was {path_} in {self.out}, now {self.variants[name]}")
+        for name, path_ in saved.ladder.items():
+            if name in self.ladder and self.ladder[name] != path_:
+                raise UserError(f"ladder rung '{name}' was {path_} in {self.out}, now {self.ladder[name]}")
+        if (saved.ladder and not self.ladder) or (self.ladder and not saved.ladder):
+            raise UserError(
+                f"{self.out} holds a study {'with' if saved.ladder else 'without'} --ladder: rerun it the same way "
+                "(rungs may be added), or use another --out"
+            )
         variants = {**saved.variants, **self.variants}
         seeds = saved.seeds + [s for s in self.seeds if s not in saved.seeds]
+        ladder = {**saved.ladder, **self.ladder}
         return Study(
-            self.out, self.configs, variants, seeds, self.overrides, self.experiment, self.baseline or saved.baseline
+            self.out,
+            self.configs,
+            variants,
+            seeds,
+            self.overrides,
+            self.experiment,
+            self.baseline or saved.baseline,
+            self.tune,
+            self.tune_seeds,
+            ladder,
         )
+
+
+def final_val_loss(run_dir: Path) -> float | None:
+    """The last ``val/loss`` of a run from its TensorBoard events (None: none logged)."""
+    from lit_ffn.experiments.events import read_scalars
+
+    try:
+        curve = read_scalars(run_dir).get("val/loss", [])
+    except UserError:
+        return None
+    return curve[-1][1] if curve else None
 
 
 def make_study(
@@ -187,6 +358,9 @@ def make_study(
     overrides: Sequence[str] = (),
     experiment: str | None = None,
     baseline: str | None = None,
+    tune: Sequence[str] = (),
+    tune_seeds: Sequence[int] = (),
+    ladder: Sequence[str] = (),
 ) -> Study:
     """Validate the user's request and merge it with the study already in ``out``."""
     if not configs:
@@ -198,11 +372,28 @@ def make_study(
         raise UserError("--ffn needs at least one variant (e.g. --ffn swiglu geglu)")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds has duplicates: {' '.join(map(str, seeds))}")
+    grid = tuning.parse_tune(tune)
+    if grid and not tune_seeds:
+        raise UserError(
+            "--tune needs --tune-seeds: the seeds of the tuning runs, disjoint from --seeds (e.g. --tune-seeds 100 101)"
+        )
+    if tune_seeds and not grid:
+        raise UserError("--tune-seeds without --tune: give the grid, e.g. --tune model.lr=1e-4,3e-4,1e-3")
+    if len(set(tune_seeds)) != len(tune_seeds):
+        raise UserError(f"--tune-seeds has duplicates: {' '.join(map(str, tune_seeds))}")
+    overlap = sorted(set(seeds) & set(tune_seeds))
+    if overlap:
+        raise UserError(
+            f"seed(s) {' '.join(map(str, overlap))} are in both --seeds and --tune-seeds: the confirmation runs need "
+            "fresh seeds (the choice was made on the tuning seeds' noise), so make the two sets disjoint"
+        )
     variants: dict[str, str] = {}
     for spec in ffns:
         name, path = resolve_variant(spec, generated_dir=Path(out) / "ffn_configs")
         if name in variants:
             raise UserError(f"variant name '{name}' given twice in --ffn (names are the YAML files' stems)")
+        if grid and name == TUNE_DIR:
+            raise UserError(f"a variant may not be named '{TUNE_DIR}' in a tuned study (it names the tuning stage)")
         variants[name] = _display_path(path)
     for override in overrides:
         if _RESERVED.match(override):
@@ -221,10 +412,41 @@ def make_study(
         overrides=list(overrides),
         experiment=experiment or Path(configs[0]).stem,
         baseline=baseline,
+        tune=grid,
+        tune_seeds=[int(s) for s in tune_seeds],
+        ladder=read_ladder(ladder, variants),
     ).merge_saved()
     if study.baseline is not None and study.baseline not in study.variants:
         raise UserError(f"--baseline {study.baseline} is not a variant of the study ({', '.join(study.variants)})")
     return study
+
+
+def read_ladder(files: Sequence[str], variants: dict[str, str]) -> dict[str, str]:
+    """``{rung name: file}`` (names are the files' stems), each file checked: it parses, is a mapping
+    and leaves ``model.ffn`` alone (the variants are what the ladder compares)."""
+    rungs: dict[str, str] = {}
+    for file in files:
+        path = Path(file)
+        if not path.is_file():
+            raise UserError(f"ladder file {file} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise UserError(f"ladder file {file} does not parse as YAML: {first_line(err)}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"ladder file {file} is not a mapping of config keys (e.g. model: {{dim: 64}})")
+        if isinstance(data.get("model"), dict) and "ffn" in data["model"]:
+            raise UserError(
+                f"ladder file {file} sets model.ffn: a rung may change the shape, steps or anything else, "
+                "not the FFN (the variants come from --ffn)"
+            )
+        name = path.stem
+        if name in rungs:
+            raise UserError(f"ladder rung name '{name}' given twice (names are the files' stems)")
+        if name in variants or name == TUNE_DIR:
+            raise UserError(f"ladder rung '{name}' has the name of a variant or of the tuning stage: rename the file")
+        rungs[name] = _display_path(path)
+    return rungs
 
 
 def _display_path(path: Path) -> str:
@@ -237,9 +459,9 @@ def _display_path(path: Path) -> str:
 
 
 def check_configs(study: Study) -> dict[str, Any]:
-    """Parse every variant's fit arguments as ``lit_ffn fit`` would (nothing is built),
-    so that a config mistake is one error now rather than a failed run per pair.
-    Returns ``{variant: parsed fit config}``."""
+    """Parse every variant's fit arguments as ``lit_ffn fit`` would (nothing is built), at every
+    rung and grid point, so that a config mistake is one error now rather than a failed run each.
+    Returns ``{variant: parsed fit config}`` (the first rung, the first grid point)."""
     from lit_ffn.training.batch_plan import plan_for_config
     from lit_ffn.training.config import FitConfigParser
 
@@ -252,7 +474,36 @@ def check_configs(study: Study) -> dict[str, Any]:
             f"trainer.logger is {class_path or logger!r}: lit_ffn ablate needs the TensorBoardLogger "
             "(its events make the report); remove that logger setting from the base config or overrides"
         )
-    configs = {variant: parser.parse(study.fresh_args(Pair(variant, study.seeds[0]))[1:]) for variant in study.variants}
-    for config in configs.values():
-        plan_for_config(config)  # global_batch_size / val_every_n_steps errors, as `lit_ffn fit` would raise them
+    for key in study.tune:
+        _check_tune_key(base, key)
+    seed = (study.tune_seeds or study.seeds)[0]
+    labels = [tuning.point_label(p) for p in study.points] or [""]
+    configs: dict[str, Any] = {}
+    for rung in study.rungs:
+        for variant in study.variants:
+            for label in labels:
+                pair = Pair(variant, seed, rung, label)
+                try:
+                    config = parser.parse(study.fresh_args(pair)[1:])
+                except UserError as err:
+                    where = f" (ladder rung {study.ladder[rung]})" if rung else ""
+                    raise UserError(f"{pair.describe()}{where}: {err}" if rung or label else str(err)) from None
+                plan_for_config(config)  # global_batch_size / val_every_n_steps errors, as `lit_ffn fit` would raise
+                configs.setdefault(variant, config)
     return configs
+
+
+def _check_tune_key(base: Any, key: str) -> None:
+    """A tuned key must be a fit option: one line naming the closest key when it is not."""
+    import difflib
+
+    try:
+        known = key in base
+    except (KeyError, TypeError):
+        known = False
+    if known:
+        return
+    keys = [k for k in base.keys() if not k.startswith("__")] if hasattr(base, "keys") else []
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise UserError(f"--tune {key}: not a `lit_ffn fit` option{hint}; see `lit_ffn fit --help`")

@@ -1,0 +1,255 @@
+"""The scaling ladder's part of an ablation report: loss vs training compute per variant, the fits
+and the compute multipliers (:mod:`lit_ffn.experiments.scaling`), ``scaling.csv`` and ``scaling.png``.
+
+Training compute of a run: ``C = flops_per_token × tokens trained`` with lit_ffn's
+:func:`lit_ffn.flops.flops_per_token` (6·N with the LM head matmul, plus causal attention; embedding
+lookup excluded — the count ``train/mfu`` uses) at the run's ``data.seq_len``, and tokens trained
+``= trainer.max_steps × tokens per optimizer step`` from the run's saved config.  Only the
+confirmation runs (or a plain study's runs) enter.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lit_ffn.experiments import scaling
+from lit_ffn.experiments.report import RunResult, _tokens_per_step
+from lit_ffn.experiments.study import Pair, Study
+
+
+def ladder_summary(study: Study) -> list[str]:
+    """The ladder in words (results.md's header)."""
+    rungs = ", ".join(f"`{name}` (`{path}`)" for name, path in study.ladder.items())
+    return [
+        (
+            f"- ladder: {len(study.ladder)} rung{'s' if len(study.ladder) != 1 else ''}, each layered over the base "
+            f"config: {rungs}"
+        ),
+        (
+            "- training compute C = lit_ffn's FLOPs per token (6·N incl. the LM head matmul + causal attention; "
+            "`lit_ffn.flops.flops_per_token`) × tokens trained (max_steps × tokens per step)"
+        ),
+    ]
+
+
+def run_compute(config: dict[str, Any]) -> tuple[float, int, int] | None:
+    """(training FLOPs, tokens trained, non-embedding parameters) of a run from its saved config (None: unknown)."""
+    import torch
+
+    from lit_ffn.flops import flops_per_token
+    from lit_ffn.model import Decoder
+    from lit_ffn.training.config import model_kwargs
+
+    per_step = _tokens_per_step(config)
+    steps = (config.get("trainer") or {}).get("max_steps")
+    if not per_step or not steps or int(steps) <= 0 or "model" not in config:
+        return None
+    try:
+        with torch.device("meta"):
+            decoder = Decoder(**model_kwargs(config["model"], Decoder))
+    except Exception:  # noqa: BLE001 - e.g. a user FFN not importable here: no compute, the table says "—"
+        return None
+    tokens = int(steps) * per_step
+    per_token = flops_per_token(decoder, int(config["data"]["seq_len"]))
+    return scaling.training_compute(per_token, tokens), tokens, decoder.num_parameters(exclude_embedding=True)
+
+
+@dataclass
+class RungPoint:
+    """One (variant, rung) of the ladder: its compute and its confirmation runs' final losses."""
+
+    variant: str
+    rung: str
+    compute: float | None
+    tokens: int | None
+    non_embedding: int | None
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.losses) if self.losses else math.nan
+
+
+class ScalingReport:
+    """Per-variant fits of final loss against compute and each variant's multiplier against the baseline."""
+
+    def __init__(self, study: Study, runs: dict[Pair, RunResult], baseline: str) -> None:
+        self.study, self.baseline = study, baseline
+        self.points: dict[str, list[RungPoint]] = {}
+        for variant in study.variants:
+            self.points[variant] = []
+            for rung in study.rungs:
+                done = [
+                    r
+                    for p, r in runs.items()
+                    if p.variant == variant and p.rung == rung and p.stage == "confirm" and r.status == "done"
+                ]
+                config = next((r.config for r in done if r.config), None)
+                compute = run_compute(config) if config else None
+                losses = [r.final[1] for r in done if r.final and math.isfinite(r.final[1])]
+                self.points[variant].append(RungPoint(variant, rung, *(compute or (None, None, None)), losses))
+        self.fits: dict[str, scaling.ScalingFit | None] = {v: self._fit(v) for v in study.variants}
+        self.multipliers = self._multipliers()
+
+    def usable(self, variant: str) -> list[RungPoint]:
+        return [p for p in self.points[variant] if p.compute and p.losses]
+
+    def _fit(self, variant: str) -> scaling.ScalingFit | None:
+        pts = self.usable(variant)
+        if len(pts) < 2:
+            return None
+        return scaling.fit_scaling([p.compute for p in pts], [p.mean for p in pts])
+
+    def _multipliers(self) -> dict[str, tuple[float, float, float] | None]:
+        base = self.usable(self.baseline)
+        variants = {v: self.usable(v) for v in self.study.variants}
+        if len(base) < 2:
+            return dict.fromkeys(variants)
+        found = scaling.bootstrap_multipliers(
+            [p.compute for p in base],
+            [p.losses for p in base],
+            {v: ([p.compute for p in pts], [p.losses for p in pts]) for v, pts in variants.items() if pts},
+        )
+        return {v: found.get(v) for v in variants}
+
+    # ----------------------------------------------------------- markdown
+    def markdown(self) -> str:
+        study, baseline = self.study, self.baseline
+        lines = [
+            "## Scaling ladder",
+            "",
+            "| rung | variant | non-embedding params | tokens trained | compute C (FLOPs) | n | final val loss (mean ± std) |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for rung_i, rung in enumerate(study.rungs):
+            for variant in study.variants:
+                p = self.points[variant][rung_i]
+                std = statistics.stdev(p.losses) if len(p.losses) > 1 else math.nan
+                loss = "—" if not p.losses else f"{p.mean:.4f}" + ("" if math.isnan(std) else f" ± {std:.4f}")
+                lines.append(
+                    f"| {rung} | {variant} | {p.non_embedding or 0:,} | {p.tokens or 0:,} | "
+                    f"{p.compute:.3e} | {len(p.losses)} | {loss} |"
+                    if p.compute
+                    else f"| {rung} | {variant} | — | — | — | {len(p.losses)} | {loss} |"
+                )
+        lines += ["", "Fits of L(C) per variant (mean loss over seeds at each rung):", ""]
+        for variant in study.variants:
+            fit, n = self.fits[variant], len(self.usable(variant))
+            lines.append(f"- {variant}: {_describe_fit(fit, n)}")
+        lines += [
+            "",
+            (
+                f"Compute multiplier vs {baseline} at the top rung: M = C_{baseline}(L_variant(top)) / C_variant(top), "
+                f"the compute {baseline}'s fitted curve needs to reach the variant's mean loss there, over the "
+                "variant's compute (> 1: the variant saves compute); 95% percentile bootstrap over seeds (each "
+                "rung's seeds resampled, the baseline refitted, 2,000 draws). The baseline's own M measures how far "
+                "its top point lies off its fit."
+            ),
+            "",
+            f"| variant | M vs {baseline} | 95% CI | note |",
+            "|---|---:|---|---|",
+        ]
+        base_losses = [p.mean for p in self.usable(baseline)]
+        for variant in study.variants:
+            m = self.multipliers[variant]
+            if m is None:
+                why = "needs ≥ 2 rungs of the baseline" if len(self.usable(baseline)) < 2 else "no finished runs"
+                lines.append(f"| {variant} | — | — | no multiplier: {why} |")
+                continue
+            point, low, high = m
+            top = max(self.usable(variant), key=lambda p: p.compute)
+            note = (
+                "extrapolated: below the baseline's lowest loss" if base_losses and top.mean < min(base_losses) else ""
+            )
+            ci = "—" if math.isnan(low) else f"[{low:.2f}, {high:.2f}]"
+            lines.append(f"| {variant} | {_fmt_m(point)} | {ci} | {note} |")
+        if len(study.ladder) < 2:
+            lines += ["", "A single rung: no scaling fit is possible; add rungs to --ladder for one."]
+        lines += ["", "![final validation loss vs training compute, log-log, with fits](scaling.png)", ""]
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------- files
+    def write(self, out: Path) -> dict[str, Path]:
+        paths = {"scaling_csv": out / "scaling.csv", "scaling_png": out / "scaling.png"}
+        fields = ["variant", "rung", "non_embedding_params", "tokens", "compute_flops", "n", "mean", "losses",
+                  "fit", "fit_params", "multiplier", "multiplier_ci95_low", "multiplier_ci95_high"]  # fmt: skip
+        with open(paths["scaling_csv"], "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for variant, pts in self.points.items():
+                fit, m = self.fits[variant], self.multipliers[variant]
+                for p in pts:
+                    writer.writerow(
+                        {
+                            "variant": variant,
+                            "rung": p.rung,
+                            "non_embedding_params": p.non_embedding or "",
+                            "tokens": p.tokens or "",
+                            "compute_flops": p.compute or "",
+                            "n": len(p.losses),
+                            "mean": p.mean if p.losses else "",
+                            "losses": " ".join(repr(x) for x in p.losses),
+                            "fit": fit.kind if fit else "",
+                            "fit_params": " ".join(repr(x) for x in fit.params) if fit else "",
+                            "multiplier": m[0] if m else "",
+                            "multiplier_ci95_low": m[1] if m else "",
+                            "multiplier_ci95_high": m[2] if m else "",
+                        }
+                    )
+        self.plot(paths["scaling_png"])
+        return paths
+
+    def plot(self, path: Path) -> None:
+        import numpy as np
+        from matplotlib import colormaps
+
+        from lit_ffn.experiments.plots import _figure, _save
+
+        fig, axes = _figure(1, 1, width=6.0, height=4.5)
+        ax = axes[0][0]
+        colors = colormaps["tab10"]
+        computes = [p.compute for pts in self.points.values() for p in pts if p.compute and p.losses]
+        for i, (variant, pts) in enumerate(self.points.items()):
+            used = [p for p in pts if p.compute and p.losses]
+            if not used:
+                continue
+            stds = [statistics.stdev(p.losses) if len(p.losses) > 1 else 0.0 for p in used]
+            ax.errorbar([p.compute for p in used], [p.mean for p in used], yerr=stds, fmt="o", color=colors(i),
+                        capsize=3, label=variant)  # fmt: skip
+            fit = self.fits[variant]
+            if fit is not None and computes:
+                grid = np.geomspace(min(computes) / 1.5, max(computes) * 1.5, 100)
+                ax.plot(grid, fit.loss(grid), color=colors(i), alpha=0.7, label=f"{variant} fit ({fit.kind})")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training compute C (FLOPs)")
+        ax.set_ylabel("final val/loss (nats, mean ± std over seeds)")
+        ax.set_title(f"{self.study.experiment}: scaling ladder")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+        _save(fig, path)
+
+
+def _fmt_m(m: float) -> str:
+    return "∞" if math.isinf(m) else f"{m:.2f}"
+
+
+def _describe_fit(fit: scaling.ScalingFit | None, n: int) -> str:
+    if fit is None:
+        return f"no fit ({n} rung{'s' if n != 1 else ''} with finished runs; a fit needs ≥ 2)"
+    if fit.kind == "power law":
+        e, a, alpha = fit.params
+        return f"saturating power law L = {e:.4f} + {a:.4g}·C^(−{alpha:.4f}) ({n} rungs)"
+    a, b = fit.params
+    return (
+        f"log-linear L = {a:.4f} {'+' if b >= 0 else '−'} {abs(b):.4f}·ln C ({n} rungs; the power law needs "
+        f"≥ {scaling.MIN_POWER_LAW_POINTS})"
+    )
+
+
+__all__ = ["RungPoint", "ScalingReport", "ladder_summary", "run_compute"]

@@ -1,0 +1,241 @@
+"""Per-variant tuning and the confirmation stage (issue 14): the grid, the choice on hand-made
+results, both stages end to end with a crash in each, commands, SLURM scripts and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lit_ffn.errors import UserError
+from lit_ffn.experiments import ablate, tuning
+from lit_ffn.experiments.study import DONE, Pair, Study, make_study
+from tests.experiments.test_ablate import CountingLauncher, final_val_loss, write_base_config, write_run
+
+LR = "model.lr"
+
+
+# ================================================================== the grid and the choice
+def test_the_grid_is_the_product_in_the_order_given() -> None:
+    grid = tuning.parse_tune(["model.lr=1e-3,3e-3", "--model.weight_decay=0,0.1"])
+    assert grid == {"model.lr": ["1e-3", "3e-3"], "model.weight_decay": ["0", "0.1"]}
+    points = tuning.grid_points(grid)
+    assert [tuning.point_label(p) for p in points] == [
+        "model.lr=1e-3,model.weight_decay=0",
+        "model.lr=1e-3,model.weight_decay=0.1",
+        "model.lr=3e-3,model.weight_decay=0",
+        "model.lr=3e-3,model.weight_decay=0.1",
+    ]
+    assert tuning.point_overrides(points[1]) == ["--model.lr=1e-3", "--model.weight_decay=0.1"]
+    assert tuning.log_scale(["1e-4", "1e-3"]) and not tuning.log_scale(["0", "0.1"])
+
+
+def point(lr: str) -> tuning.Point:
+    return ((LR, lr),)
+
+
+def test_the_choice_is_the_lowest_mean_over_tuning_seeds_and_flags_the_edges() -> None:
+    grid = {LR: ["1e-4", "3e-4", "1e-3"]}
+    # 3e-4 has the lowest single run, 1e-4 the lowest mean: the mean decides
+    losses = {point("1e-4"): [4.0, 4.2], point("3e-4"): [3.9, 4.5], point("1e-3"): [4.3, 4.3]}
+    choice = tuning.choose(grid, losses)
+    assert choice.point == point("1e-4") and choice.mean_loss == pytest.approx(4.1)
+    assert choice.edges == ["best at the smallest model.lr tried (1e-4): extend the grid downward"]
+    # an interior optimum has no flag; a diverged run makes its point +inf even if the other seed is best
+    losses = {point("1e-4"): [4.4, 4.4], point("3e-4"): [4.2, 4.2], point("1e-3"): [math.inf, 3.0]}
+    choice = tuning.choose(grid, losses)
+    assert choice.point == point("3e-4") and choice.edges == [] and choice.means[point("1e-3")] == math.inf
+    # ties go to the first point in grid order; the largest value is flagged too
+    tie = tuning.choose({LR: ["1e-3", "3e-3"]}, {point("1e-3"): [4.0], point("3e-3"): [4.0]})
+    assert tie.point == point("1e-3")
+    top = tuning.choose({LR: ["1e-3", "3e-3"]}, {point("1e-3"): [4.1], point("3e-3"): [4.0]})
+    assert top.edges == ["best at the largest model.lr tried (3e-3): extend the grid upward"]
+    with pytest.raises(UserError, match="every tuning run diverged"):
+        tuning.choose({LR: ["1", "10"]}, {point("1"): [math.inf], point("10"): [math.nan]})
+
+
+def test_the_profile_follows_one_key_through_the_chosen_point() -> None:
+    grid = {LR: ["1e-3", "3e-3"], "model.weight_decay": ["0", "0.1"]}
+    losses = {p: [float(i)] for i, p in enumerate(tuning.grid_points(grid))}  # lr=1e-3,wd=0 is best (0.0)
+    choice = tuning.choose(grid, losses)
+    assert tuning.profile(grid, choice, LR) == [("1e-3", 0.0), ("3e-3", 2.0)]
+    assert tuning.profile(grid, choice, "model.weight_decay") == [("0", 0.0), ("0.1", 1.0)]
+
+
+# ================================================================== end to end
+def tuned_argv(base: Path, out: Path, *extra: str) -> list[str]:
+    return ["--config", str(base), "--ffn", "swiglu", "relu", "--tune", f"{LR}=3e-3,3e-2", "--tune-seeds", "100",
+            "--seeds", "0", "1", "--out", str(out), *extra]  # fmt: skip
+
+
+def test_tuning_then_confirmation_with_a_crash_in_each_stage(tmp_path: Path, tiny_dataset: Path, monkeypatch) -> None:
+    base = write_base_config(tmp_path / "base.yaml", tiny_dataset)
+    out = tmp_path / "study"
+    argv = tuned_argv(base, out)
+
+    # 1. relu's tuning run at lr=3e-2 dies mid-training: swiglu is tuned and confirmed, relu waits
+    first = CountingLauncher(monkeypatch, crash=("tune/model.lr=3e-2/relu", 100))
+    assert ablate.main(argv, launch=first) == 1
+    study = Study.load(out)
+    assert len(first.launched) == 4 + 2  # 4 tuning runs, swiglu's 2 confirmation runs (relu's wait)
+    crashed = Pair("relu", 100, point=f"{LR}=3e-2")
+    assert study.state(crashed) == "resume" and study.state(Pair("relu", 0)) == "waiting"
+    assert study.choice("relu") is None
+    swiglu = study.choice("swiglu")
+    losses = {lr: final_val_loss(study.run_dir(Pair("swiglu", 100, point=f"{LR}={lr}"))) for lr in ("3e-3", "3e-2")}
+    assert swiglu.label == f"{LR}={min(losses, key=losses.get)}"  # the lower of the two, read independently
+    confirmed = yaml.safe_load((study.run_dir(Pair("swiglu", 0)) / "config.yaml").read_text())
+    assert confirmed["model"]["lr"] == float(swiglu.label.split("=")[1]) and confirmed["seed_everything"] == 0
+    md = (out / "results.md").read_text()
+    assert "relu: no choice — tuning incomplete (1 of 2 runs done)" in md
+    assert "**the comparisons below use the confirmation runs only**" in md
+    tuning_mtimes = {p: (study.run_dir(p) / DONE).stat().st_mtime_ns for p in study.tune_pairs() if p != crashed}
+
+    # 2. rerun: the crashed tuning run resumes, relu's first confirmation run dies
+    second = CountingLauncher(monkeypatch, crash=("relu", 0))
+    assert ablate.main(argv, launch=second) == 1
+    assert second.launched[0][:3] == ["fit", "--config", str(study.run_dir(crashed) / "config.yaml")]
+    assert len(second.launched) == 1 + 2  # the resumed tuning run, relu's two confirmation runs
+    assert study.state(Pair("relu", 0)) == "resume" and study.state(Pair("relu", 1)) == "done"
+
+    # 3. rerun: only the crashed confirmation run, resumed; nothing finished is redone
+    third = CountingLauncher(monkeypatch)
+    assert ablate.main(argv, launch=third) == 0
+    assert [a[:3] for a in third.launched] == [["fit", "--config", str(study.run_dir(Pair("relu", 0)) / "config.yaml")]]
+    assert {p: (study.run_dir(p) / DONE).stat().st_mtime_ns for p in tuning_mtimes} == tuning_mtimes
+    md = (out / "results.md").read_text()
+    relu = study.choice("relu")
+    assert f"relu: `{relu.label}`" in md and f"swiglu: `{swiglu.label}`" in md
+    rows = (out / "tuning.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and (out / "tuning.png").stat().st_size > 0
+    done = json.loads((study.run_dir(crashed) / DONE).read_text())
+    assert done["final_val_loss"] == pytest.approx(final_val_loss(study.run_dir(crashed)), rel=1e-6)
+
+    # the grid is part of the study: a changed grid is refused in one line, nothing run
+    refused = CountingLauncher(monkeypatch)
+    changed = [a.replace("3e-3,3e-2", "3e-3,1e-2") for a in argv]
+    assert ablate.main(changed, launch=refused) == 2 and refused.launched == []
+
+
+def test_a_diverged_tuning_run_counts_as_infinite_loss(tmp_path: Path, tiny_dataset: Path, monkeypatch) -> None:
+    base = write_base_config(tmp_path / "base.yaml", tiny_dataset, steps=1)
+    out = tmp_path / "study"
+    argv = ["--config", str(base), "--ffn", "swiglu", "--tune", f"{LR}=1e-3,1e6", "--tune-seeds", "7",
+            "--seeds", "0", "--out", str(out), "--model.warmup_steps=0"]  # fmt: skip
+    launched = []
+
+    def launcher(args: list[str], log_path: Path) -> int:
+        launched.append(args)
+        if f"--{LR}=1e6" in args:  # what `lit_ffn fit` returns when NonFiniteGuard stops a run
+            return ablate.DIVERGED_EXIT_CODE
+        return ablate.in_process_launcher(args, log_path)
+
+    assert ablate.main(argv, launch=launcher) == 0
+    study = Study.load(out)
+    assert study.final_loss(Pair("swiglu", 7, point=f"{LR}=1e6")) == math.inf
+    assert study.choice("swiglu").label == f"{LR}=1e-3"
+    assert "| `model.lr=1e6` | ∞ |" in (out / "results.md").read_text()
+
+
+def test_cli_exit_code_3_for_a_diverged_fit(tmp_path: Path, tiny_dataset: Path, capsys) -> None:
+    from lit_ffn.cli import main
+    from tests.conftest import tiny_fit_args
+
+    args = tiny_fit_args(tiny_dataset, tmp_path, "--model.lr=1e12", "--model.warmup_steps=0", steps=3)
+    assert main(args) == 3
+    assert "non-finite" in capsys.readouterr().err.lower()
+
+
+# ================================================================== commands and SLURM
+def test_print_commands_and_slurm_scripts_of_a_tuned_study(tmp_path: Path, tiny_dataset: Path, capsys) -> None:
+    base = write_base_config(tmp_path / "base.yaml", tiny_dataset)
+    out = tmp_path / "study"
+    assert ablate.main([*tuned_argv(base, out), "--print-commands"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 + 4
+    assert all(line.startswith("lit_ffn fit") for line in lines[:4])
+    assert f"--{LR}=3e-2" in lines[2] and "--trainer.logger.init_args.version=tune/model.lr=3e-2/swiglu" in lines[2]
+    assert lines[4] == (
+        "# swiglu seed 0: confirmation run, waits for swiglu's tuning (0 of 2 runs done): print the commands again "
+        "once they are"
+    )
+    script = tmp_path / "job.sh"
+    assert ablate.main([*tuned_argv(base, out), "--slurm-array", str(script)]) == 0
+    told = capsys.readouterr().out
+    confirm = tmp_path / "job_confirm.sh"
+    assert f"jid=$(sbatch --parsable {script}) && sbatch --dependency=afterok:$jid {confirm}" in told
+    assert "#SBATCH --array=0-3" in script.read_text() and "#SBATCH --array=4-7" in confirm.read_text()
+    # a confirmation task that runs before its tuning is done says so in one line and runs nothing
+    assert ablate.main([*tuned_argv(base, out), "--task", "5"]) == 2
+    assert "starts once relu's tuning runs are all done (0 of 2 are)" in capsys.readouterr().err
+
+
+# ================================================================== bad input
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tune", "model.lrr=1e-3,1e-2", "--tune-seeds", "9"], "--tune model.lrr: not a `lit_ffn fit` option"),
+        (["--tune", "model.lr=abc,1e-2", "--tune-seeds", "9"], "model.lr=abc"),
+        (["--tune", "model.lr=", "--tune-seeds", "9"], "the grid is empty"),
+        (["--tune", "model.lr", "--tune-seeds", "9"], "expected KEY=V1,V2"),
+        (["--tune", "model.lr=1e-3,1e-3", "--tune-seeds", "9"], "a value is repeated"),
+        (["--tune", "seed_everything=1,2", "--tune-seeds", "9"], "sets seed_everything itself"),
+        (["--tune", "model.lr=1e-3,1e-2", "--tune-seeds", "0", "9"], "seed(s) 0 are in both --seeds and --tune-seeds"),
+        (["--tune", "model.lr=1e-3,1e-2"], "--tune needs --tune-seeds"),
+        (["--tune-seeds", "9"], "--tune-seeds without --tune"),
+    ],
+)
+def test_bad_tuning_input_is_one_line_and_runs_nothing(tmp_path: Path, capsys, extra, message) -> None:
+    base = write_base_config(tmp_path / "base.yaml", tmp_path / "no_data")
+    out = tmp_path / "s"
+    argv = ["--config", str(base), "--ffn", "swiglu", "--seeds", "0", "--out", str(out), *extra]
+    assert ablate.main(argv, launch=lambda *a: pytest.fail("nothing may run")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lit_ffn ablate: error:") and message in err[0], err
+    assert not (out / "study.json").exists()
+
+
+def test_a_tuned_study_directory_refuses_another_grid_or_tuning_seeds(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("model:\n  dim: 32\n")
+    make = lambda tune, tune_seeds, seeds=(0,): make_study(  # noqa: E731
+        tmp_path / "s", [str(base)], ["swiglu"], seeds, tune=tune, tune_seeds=tune_seeds
+    )
+    make([f"{LR}=1e-3,1e-2"], [9]).save()
+    with pytest.raises(UserError, match="a changed grid or tuning seeds"):
+        make([f"{LR}=1e-3,3e-3"], [9])
+    with pytest.raises(UserError, match="a changed grid or tuning seeds"):
+        make([f"{LR}=1e-3,1e-2"], [9, 10])
+    with pytest.raises(UserError, match="was tuned with --tune model.lr=1e-3,1e-2 --tune-seeds 9"):
+        make([], [])
+    assert make([f"{LR}=1e-3,1e-2"], [9], seeds=(0, 1)).seeds == [0, 1]  # more confirmation seeds are fine
+
+
+def test_the_report_of_hand_made_tuning_runs(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2] / "configs" / "ffn"
+    variants = {v: str(repo / f"{v}.yaml") for v in ("swiglu", "relu")}
+    study = Study(tmp_path / "s", ["base.yaml"], variants, [0, 1], experiment="x", tune={LR: ["1e-3", "3e-3", "1e-2"]},
+                  tune_seeds=[5])  # fmt: skip
+    study.save()
+    tuned = {"swiglu": {"1e-3": 4.3, "3e-3": 4.1, "1e-2": 4.2}, "relu": {"1e-3": 4.6, "3e-3": 4.5, "1e-2": 4.4}}
+    for variant, by_lr in tuned.items():
+        for lr, value in by_lr.items():
+            write_run(study, Pair(variant, 5, point=f"{LR}={lr}"), [(0, 6.0), (9, value)])
+    confirm = {"swiglu": [4.10, 4.12], "relu": [4.40, 4.43]}
+    for variant, values in confirm.items():
+        for seed, value in enumerate(values):
+            write_run(study, Pair(variant, seed), [(0, 6.0), (9, value)])
+    from lit_ffn.experiments import report
+
+    md = report.write_report(study)["md"].read_text()
+    assert "| `model.lr=3e-3` | **4.1000** | 4.5000 |" in md
+    assert "| `model.lr=1e-2` | 4.2000 | **4.4000** |" in md
+    assert "- ⚠ relu: best at the largest model.lr tried (1e-2): extend the grid upward" in md
+    assert "swiglu: `model.lr=3e-3`; relu: `model.lr=1e-2`" in md
+    from tests.experiments.test_ablate import main_table
+
+    table = main_table(md[md.index("## Comparison") :])
+    assert table["relu"][1] == "4.4150 ± 0.0212"  # the confirmation runs only (the tuning run's 4.4 is not in it)
