@@ -305,9 +305,11 @@ class Study:
                     "or use another --out"
                 )
         if saved.tune != self.tune or saved.tune_seeds != self.tune_seeds:
-            saved_grid = " ".join(f"--tune {k}={','.join(v)}" for k, v in saved.tune.items()) or "no --tune"
+            if not saved.tune:
+                raise UserError(f"{self.out} holds a study without --tune: rerun it without, or use another --out")
+            saved_grid = " ".join(f"--tune {k}={','.join(v)}" for k, v in saved.tune.items())
             raise UserError(
-                f"{self.out} was tuned with {saved_grid} --tune-seeds {' '.join(map(str, saved.tune_seeds)) or '-'}: "
+                f"{self.out} was tuned with {saved_grid} --tune-seeds {' '.join(map(str, saved.tune_seeds))}: "
                 "a changed grid or tuning seeds would change the choices its confirmation runs used; "
                 "rerun with those, or use another --out"
             )
