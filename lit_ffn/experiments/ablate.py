@@ -125,7 +125,10 @@ def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, c
         # A previous attempt died before its first checkpoint: its events would
         # duplicate steps, so start from an empty directory (inside DIR/runs only).
         shutil.rmtree(run_dir)
-    args = study.fresh_args(pair) if state == "new" else study.resume_args(pair)
+    try:
+        args = study.fresh_args(pair) if state == "new" else study.resume_args(pair)
+    except UserError as err:  # e.g. every tuning run of this variant diverged: no point to confirm at
+        return f"failed: {' '.join(str(err).split())}"
     start = time.time()
     code = launch(args, study.log_path(pair))
     wall = time.time() - start
@@ -176,7 +179,10 @@ def run_study(
         if state in ("new", "resume"):
             what = "resuming" if state == "resume" else "starting"
             if pair.stage == "confirm" and study.tune and state == "new":
-                what += f" at {study.choice(pair.variant, pair.rung).label}"
+                try:
+                    what += f" at {study.choice(pair.variant, pair.rung).label}"
+                except UserError:  # every tuning run diverged: run_pair reports it
+                    pass
             echo(f"{label}: {what} (log: {study.log_path(pair)})")
         start = time.time()
         outcomes[pair] = outcome = run_pair(study, pair, launch, clean_checkpoints)
@@ -214,7 +220,11 @@ def print_commands(study: Study) -> str:
                 "done): print the commands again once they are"
             )
             continue
-        args = study.next_args(pair)
+        try:
+            args = study.next_args(pair)
+        except UserError as err:  # a confirmation run with no point to run at (every tuning run diverged)
+            lines.append(f"# {pair.describe()}: {' '.join(str(err).split())}")
+            continue
         lines.append(f"# {pair.describe()}: done" if args is None else shlex.join(["lit_ffn", *args]))
     return "\n".join(lines)
 

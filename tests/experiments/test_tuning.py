@@ -123,21 +123,25 @@ def test_tuning_then_confirmation_with_a_crash_in_each_stage(tmp_path: Path, tin
 def test_a_diverged_tuning_run_counts_as_infinite_loss(tmp_path: Path, tiny_dataset: Path, monkeypatch) -> None:
     base = write_base_config(tmp_path / "base.yaml", tiny_dataset, steps=1)
     out = tmp_path / "study"
-    argv = ["--config", str(base), "--ffn", "swiglu", "--tune", f"{LR}=1e-3,1e6", "--tune-seeds", "7",
+    argv = ["--config", str(base), "--ffn", "swiglu", "relu", "--tune", f"{LR}=1e-3,1e6", "--tune-seeds", "7",
             "--seeds", "0", "--out", str(out), "--model.warmup_steps=0"]  # fmt: skip
     launched = []
 
     def launcher(args: list[str], log_path: Path) -> int:
         launched.append(args)
-        if f"--{LR}=1e6" in args:  # what `lit_ffn fit` returns when NonFiniteGuard stops a run
+        # what `lit_ffn fit` returns when NonFiniteGuard stops a run: swiglu at lr 1e6, relu at every lr
+        if f"--{LR}=1e6" in args or "configs/ffn/relu.yaml" in args:
             return ablate.DIVERGED_EXIT_CODE
         return ablate.in_process_launcher(args, log_path)
 
-    assert ablate.main(argv, launch=launcher) == 0
+    assert ablate.main(argv, launch=launcher) == 1  # relu has no point to confirm at
     study = Study.load(out)
     assert study.final_loss(Pair("swiglu", 7, point=f"{LR}=1e6")) == math.inf
     assert study.choice("swiglu").label == f"{LR}=1e-3"
-    assert "| `model.lr=1e6` | ∞ |" in (out / "results.md").read_text()
+    assert study.state(Pair("swiglu", 0)) == "done"  # the other variant went on
+    md = (out / "results.md").read_text()
+    assert "| `model.lr=1e6` | ∞ | ∞ |" in md
+    assert "- relu: no choice — every tuning run diverged or none finished" in md
 
 
 def test_cli_exit_code_3_for_a_diverged_fit(tmp_path: Path, tiny_dataset: Path, capsys) -> None:
