@@ -154,3 +154,36 @@ def test_a_single_rung_is_said_and_reported_without_a_fit(tmp_path: Path, capsys
     md = report.write_report(study)["md"].read_text()
     assert "A single rung: no scaling fit is possible" in md and "- swiglu: no fit (1 rung with finished runs" in md
     assert "| swiglu | 2 | 4.0500 ± 0.0707 |" in md  # the rung's own table is still there
+
+
+@pytest.mark.parametrize(
+    ("base", "ladder"),
+    [("configs/quickstart.yaml", "configs/ladder/cpu"), ("configs/paper/qwen3_83m.yaml", "configs/ladder/paper")],
+)
+def test_the_shipped_ladders_parse_and_say_what_they_are(base: str, ladder: str) -> None:
+    """Every shipped rung composes with its base as `lit_ffn fit` would, leaves the FFN alone, and its
+    header's parameter count, steps and tokens are the real ones."""
+    import re
+
+    from lit_ffn.experiments.params import count_parameters
+    from lit_ffn.experiments.report import _tokens_per_step
+    from lit_ffn.experiments.study import read_ladder
+    from lit_ffn.training.config import FitConfigParser
+
+    root = Path(__file__).resolve().parents[2]
+    files = sorted((root / ladder).glob("*.yaml"))
+    assert len(files) >= 4  # enough rungs for the power law
+    read_ladder([str(f) for f in files], {})
+    parser = FitConfigParser()
+    totals = []
+    for file in files:
+        config = parser.parse(["--config", str(root / base), "--config", str(file)])
+        header = re.search(r"This rung: ([\d,]+) parameters .*?(\d+) steps = ([\d,]+) tokens", file.read_text(), re.S)
+        total, steps, tokens = (int(g.replace(",", "")) for g in header.groups())
+        assert count_parameters(config.model).total == total, file.name
+        assert config.trainer.max_steps == steps, file.name
+        plain = {"trainer": dict(config.trainer), "data": dict(config.data)}
+        plain["trainer"]["accumulate_grad_batches"] = 128 // int(config.data.batch_size) if "paper" in base else 1
+        assert steps * _tokens_per_step(plain) == tokens, file.name
+        totals.append(total)
+    assert totals == sorted(totals)  # the rungs grow
