@@ -167,9 +167,7 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(head_dim, norm_eps)
         self.k_norm = RMSNorm(head_dim, norm_eps)
 
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: LayerKV | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: LayerKV | None = None) -> torch.Tensor:
         """(B, T, D) → (B, T, D); ``cos``/``sin`` (T, E) are those of the T positions of ``x``.
 
         With ``kv`` the T new positions also attend to the cached earlier ones (and are cached)."""
@@ -217,9 +215,7 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(dim, norm_eps)
         self.ffn = ffn(dim)
 
-    def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: LayerKV | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: LayerKV | None = None) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin, kv)
         return x + self.ffn(self.ffn_norm(x))
 
