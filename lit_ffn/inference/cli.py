@@ -81,6 +81,11 @@ def generate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokenizer", help=TOKENIZER_HELP)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
     parser.add_argument("--no-cache", action="store_true", help="re-run the whole sequence every step (no KV cache)")
+    parser.add_argument(
+        "--no-eos-prefix",
+        action="store_true",
+        help="do not put the EOS id before the prompt (by default a prompt starts a document, as after every EOS in training)",
+    )
 
     def body() -> None:
         from lit_ffn.inference.generate import generate
@@ -100,7 +105,10 @@ def generate_main(argv: list[str] | None = None) -> int:
         generator = torch.Generator(device=device).manual_seed(args.seed)
         total, start = 0, time.perf_counter()
         for index, prompt in enumerate(prompts):
-            ids = tok.encode(prompt) or [tok.eos_id]  # an empty prompt: the start of a document
+            # training saw every document after an EOS: a prompt starts one (an empty prompt is just that EOS)
+            ids = tok.encode(prompt) if args.no_eos_prefix else [tok.eos_id, *tok.encode(prompt)]
+            if not ids:
+                raise UserError("an empty --prompt needs the EOS prefix: drop --no-eos-prefix")
             if loaded.seq_len is not None and len(ids) + args.max_new_tokens > loaded.seq_len:
                 print(
                     f"lit_ffn generate: note: {len(ids)} prompt + {args.max_new_tokens} new tokens exceed the "

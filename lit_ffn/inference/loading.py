@@ -141,8 +141,9 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def read_checkpoint_file(path: Path) -> dict[str, Any]:
-    """The contents of a single-file checkpoint (UserError: unreadable, truncated, not a checkpoint)."""
+def check_checkpoint_file(path: Path) -> None:
+    """Cheap checks before anything is loaded: a ``torch.save`` zip archive, complete (its central
+    directory, written last, is there).  UserError: unreadable, truncated, or not a checkpoint."""
     try:
         with open(path, "rb") as file:
             head = file.read(4)
@@ -154,6 +155,13 @@ def read_checkpoint_file(path: Path) -> dict[str, Any]:
             f"checkpoint {path} is truncated (its torch.save archive has no central directory): the save was cut "
             "short; use another checkpoint of the run"
         )
+    if not intact:
+        raise UserError(f"checkpoint {path} is not a PyTorch checkpoint file (no torch.save archive)")
+
+
+def read_checkpoint_file(path: Path) -> dict[str, Any]:
+    """The contents of a single-file checkpoint (UserError: unreadable, truncated, not a checkpoint)."""
+    check_checkpoint_file(path)
     try:
         contents = _torch_load(path)
     except ImportError as err:  # the hyper-parameters pickle a class (a user's FFN) that cannot be imported here
@@ -161,8 +169,7 @@ def read_checkpoint_file(path: Path) -> dict[str, Any]:
             f"checkpoint {path} refers to a class that cannot be imported ({first_line(err)}): put its module on PYTHONPATH"
         ) from None
     except _UNREADABLE as err:
-        what = "is corrupt or truncated" if intact else "is not a PyTorch checkpoint file"
-        raise UserError(f"checkpoint {path} {what}: {first_line(err)}") from None
+        raise UserError(f"checkpoint {path} is corrupt: {first_line(err)}") from None
     return contents
 
 
@@ -295,7 +302,9 @@ def load_model(
             config.yaml, weights that do not fit the config, or an unknown tokenizer.
     """
     located = locate(source)
-    # the tokenizer first: a wrong --tokenizer or a moved dataset fails before a large checkpoint is read
+    if located.checkpoint.is_file():
+        check_checkpoint_file(located.checkpoint)
+    # the tokenizer before the weights: a wrong --tokenizer or a moved dataset fails before a large checkpoint is read
     tok = run_tokenizer(located, tokenizer) if need_tokenizer or tokenizer is not None else None
     contents = read_checkpoint(located.checkpoint)
     model = model_section(contents, located)
