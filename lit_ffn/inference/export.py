@@ -73,6 +73,8 @@ HIDDEN_ACT: dict[type[nn.Module], str | dict[str, str]] = {
     GLU: "sigmoid",
     Bilinear: "linear",
 }
+#: every ``hidden_act`` an export can get (all of them keys of transformers' ``ACT2CLS``: tested)
+HIDDEN_ACT_NAMES = ("silu", "gelu", "gelu_pytorch_tanh", "relu", "sigmoid", "linear")
 EXPORTABLE = "SwiGLU, GEGLU (exact or tanh), ReGLU, GLU and Bilinear without biases"
 FORMATS = ("hf",)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -346,6 +348,7 @@ __all__ = [
     "EXPORTABLE",
     "FORMATS",
     "HIDDEN_ACT",
+    "HIDDEN_ACT_NAMES",
     "VERIFY_TOLERANCE",
     "MLPShape",
     "export_hf",
