@@ -75,10 +75,10 @@ def _unknown_tasks_message(unknown: Sequence[str], known: Sequence[str], include
     for name in unknown:
         close = difflib.get_close_matches(name, known, n=3)
         parts.append(f"'{name}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-    where = f"lm_eval's {len(known):,} tasks, groups and tags" + (f" and {include_path}" if include_path else "")
+    where = f" (with {include_path})" if include_path else ""
     return (
-        f"unknown task {', '.join(parts)}: not among {where}; list them with `lm_eval ls tasks`, or give your own "
-        "task YAMLs with --include-path DIR"
+        f"unknown task {', '.join(parts)}: not among the {len(known):,} tasks, groups and tags lm_eval knows{where}; "
+        "list them with `lm_eval ls tasks`, or give your own task YAMLs with --include-path DIR"
     )
 
 

@@ -262,7 +262,8 @@ def test_an_unknown_task_name_suggests_the_close_ones(task_dir: Path, monkeypatc
         lambda include_path=None, **kw: real(include_path=include_path, include_defaults=False),
     )
     with pytest.raises(
-        UserError, match=r"unknown task 'lit_choise' \(did you mean lit_choice\?\): not among lm_eval's 3"
+        UserError,
+        match=r"unknown task 'lit_choise' \(did you mean lit_choice\?\): not among the 4 tasks, groups and tags lm_eval knows \(with ",
     ):
         task_manager(["lit_choise"], task_dir)
     assert "lit_gen" in task_manager(["lit_gen"], task_dir).all_tasks
