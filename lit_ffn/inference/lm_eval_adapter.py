@@ -207,7 +207,8 @@ class LitFFNLM(TemplateLM):
             self._ignored_kwargs.update(ignored)
         if not kwargs.get("do_sample"):
             return Sampling()
-        return Sampling(float(kwargs.get("temperature", 1.0)), kwargs.get("top_k"), kwargs.get("top_p"))
+        top_k, top_p = kwargs.get("top_k") or None, kwargs.get("top_p")  # HF's top_k=0 and top_p=1: no filter
+        return Sampling(float(kwargs.get("temperature", 1.0)), top_k, top_p)
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
         """Continuations of each context up to the first stop string of its ``until``, EOS or ``max_gen_toks``."""
