@@ -27,6 +27,9 @@ TOOLS = {
     "bench": "lit_ffn.bench.cli:main",
     "consolidate": "lit_ffn.distributed.consolidate:main",
     "plots": "lit_ffn.experiments.plots:main",
+    "generate": "lit_ffn.inference.cli:generate_main",
+    "evaluate": "lit_ffn.inference.cli:evaluate_main",
+    "export": "lit_ffn.inference.cli:export_main",
 }
 
 #: LightningCLI subcommands lit_ffn supports (no ``predict``: LitDecoder has no predict_step).
@@ -48,6 +51,9 @@ def _usage() -> str:
         "  lit_ffn bench --config B.yaml [--ffn A B] …      time training steps on this device (--help for all)\n"
         "  lit_ffn consolidate CKPT_DIR OUT.ckpt            sharded (FSDP) checkpoint -> one file for one CPU\n"
         "  lit_ffn plots profile|series|curves --out X.png …  PNG plots from runs' TensorBoard event files\n"
+        "  lit_ffn generate --ckpt RUN|CKPT --prompt TEXT    continue a prompt with a trained model (KV cache)\n"
+        "  lit_ffn evaluate --ckpt RUN|CKPT --tasks A,B      lm-evaluation-harness tasks (pip install -e '.[eval]')\n"
+        "  lit_ffn export --ckpt RUN|CKPT --out DIR          a Hugging Face model directory (stock Qwen3ForCausalLM)\n"
     )
 
 

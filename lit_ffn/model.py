@@ -16,6 +16,12 @@ base ``rope_theta`` (default 1e6), causal ``torch.nn.functional.scaled_dot_produ
 
 Shapes: B batch, T sequence, D model width, H query heads, K kv heads,
 E head_dim, V vocabulary.
+
+Incremental decoding (generation): ``Decoder.forward(tokens, cache=KVCache)``
+runs only the new tokens, at positions ``cache.length …``, attending to the
+keys and values the cache holds for the earlier ones (``lit_ffn.inference``).
+Without a cache — training, validation — the code path is the plain causal
+one above, unchanged.
 """
 
 from __future__ import annotations
@@ -93,6 +99,59 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return (x.float() * cos + rotated * sin).to(x.dtype)
 
 
+class LayerKV:
+    """One layer's keys and values of the tokens decoded so far, for incremental decoding.
+
+    Buffers ``k``, ``v`` of shape (B, K, S_max, E), filled at positions ``[0, length)``; keys are stored
+    after QK-norm and RoPE, i.e. exactly what attention consumes.
+    """
+
+    def __init__(
+        self, batch: int, n_kv_heads: int, max_len: int, head_dim: int, dtype: torch.dtype, device: torch.device
+    ) -> None:
+        self.k = torch.empty(batch, n_kv_heads, max_len, head_dim, dtype=dtype, device=device)
+        self.v = torch.empty_like(self.k)
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store (B, K, T, E) new keys/values at ``[length, length + T)``; return all (B, K, length + T, E)."""
+        end = self.length + k.shape[2]
+        if end > self.k.shape[2]:
+            raise ValueError(f"KV cache holds {self.k.shape[2]} positions, {end} needed: make a larger cache")
+        self.k[:, :, self.length : end] = k
+        self.v[:, :, self.length : end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class KVCache:
+    """Every layer's :class:`LayerKV`: the state of an incremental decode of ``batch`` sequences.
+
+    ``length`` is the number of positions already processed; the next ``Decoder.forward(tokens, cache=…)``
+    places ``tokens`` (B, T) at positions ``length … length + T - 1``.
+    """
+
+    def __init__(self, layers: list[LayerKV]) -> None:
+        self.layers = layers
+
+    @classmethod
+    def for_decoder(cls, decoder: Decoder, batch: int, max_len: int) -> KVCache:
+        """An empty cache for ``batch`` sequences of up to ``max_len`` positions, in the decoder's dtype and device.
+
+        Memory: 2 · n_layers · batch · K · max_len · E values."""
+        param = decoder.embed.weight
+        layers = [
+            LayerKV(batch, block.attn.n_kv_heads, max_len, block.attn.head_dim, param.dtype, param.device)
+            for block in decoder.layers
+        ]
+        decoder.rope(max_len, param.device)  # build cos/sin once for every position the decode will reach
+        return cls(layers)
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length if self.layers else 0
+
+
 class Attention(nn.Module):
     """Causal GQA self-attention with QK-norm and RoPE, through torch SDPA."""
 
@@ -108,14 +167,34 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(head_dim, norm_eps)
         self.k_norm = RMSNorm(head_dim, norm_eps)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: LayerKV | None = None) -> torch.Tensor:
+        """(B, T, D) → (B, T, D); ``cos``/``sin`` (T, E) are those of the T positions of ``x``.
+
+        With ``kv`` the T new positions also attend to the cached earlier ones (and are cached)."""
         B, T, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
         k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_heads != self.n_kv_heads)
+        if kv is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_heads != self.n_kv_heads)
+        else:
+            y = self._attend_cached(q, k, v, kv)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+    def _attend_cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv: LayerKV) -> torch.Tensor:
+        """Attention of T new queries (B, H, T, E) over P cached + T new keys: query i (position P + i) sees
+        keys j ≤ P + i.  SDPA's ``is_causal`` aligns the mask top-left, right only when P = 0; one new
+        token (T = 1) sees every key, so needs no mask."""
+        past = kv.length
+        k, v = kv.append(k, v)
+        gqa = self.n_heads != self.n_kv_heads
+        if past == 0:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        if q.shape[2] == 1:
+            return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+        mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril(diagonal=past)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
 
 
 class Block(nn.Module):
@@ -136,8 +215,8 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(dim, norm_eps)
         self.ffn = ffn(dim)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, kv: LayerKV | None = None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, kv)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -193,17 +272,32 @@ class Decoder(nn.Module):
                 module.reset_parameters()
 
     def forward(
-        self, tokens: torch.Tensor, targets: torch.Tensor | None = None, loss_chunk_size: int | None = 1024
+        self,
+        tokens: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        loss_chunk_size: int | None = 1024,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
         """(B, T) ids → (B, T, D) final hidden states, or with ``targets`` (B, T)
         the mean next-token loss (chunked over tokens, see ``lit_ffn.loss``).
 
         The loss is computed here, inside ``forward``, so that under FSDP the
-        tied head weight is used while it is unsharded."""
+        tied head weight is used while it is unsharded.
+
+        ``cache`` (inference): ``tokens`` are positions ``cache.length …`` of sequences whose earlier
+        positions the cache holds; their keys and values are added to it.  The result equals the
+        uncached forward of the whole sequence at those positions (up to float rounding)."""
         x = self.embed(tokens)
-        cos, sin = self.rope(tokens.shape[1], tokens.device)
-        for layer in self.layers:
-            x = layer(x, cos, sin)
+        if cache is None:
+            cos, sin = self.rope(tokens.shape[1], tokens.device)
+            for layer in self.layers:
+                x = layer(x, cos, sin)
+        else:
+            start = cache.length
+            cos, sin = self.rope(start + tokens.shape[1], tokens.device)
+            cos, sin = cos[start:], sin[start:]
+            for layer, kv in zip(self.layers, cache.layers, strict=True):
+                x = layer(x, cos, sin, kv)
         hidden = self.norm(x)
         if targets is None:
             return hidden
@@ -224,6 +318,8 @@ __all__ = [
     "Block",
     "Decoder",
     "FFNFactory",
+    "KVCache",
+    "LayerKV",
     "RMSNorm",
     "RotaryEmbedding",
     "apply_rotary",

@@ -255,7 +255,9 @@ def test_refused_resume_keeps_the_runs_config(tmp_path: Path, tiny_dataset: Path
     assert (run_dir / "config.yaml").read_text() == before
 
 
-COMMANDS = "commands: fit, validate, test, prepare, ablate, params, bench, consolidate, plots"
+COMMANDS = (
+    "commands: fit, validate, test, prepare, ablate, params, bench, consolidate, plots, generate, evaluate, export"
+)
 
 
 def test_mistyped_command_suggests_the_closest(capsys: pytest.CaptureFixture) -> None:

@@ -159,6 +159,21 @@ class QwenTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         return self._encoding.decode(list(ids), errors="replace")
 
+    @property
+    def mergeable_ranks(self) -> dict[bytes, int]:
+        """The byte-level BPE vocabulary: token bytes → id (= merge rank), 151,643 entries."""
+        return self._encoding._mergeable_ranks
+
+    @property
+    def split_pattern(self) -> str:
+        """The pre-tokenization regex: text is split by it before BPE runs inside each piece."""
+        return self._encoding._pat_str
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        """Qwen3's special tokens → ids (151,643 …)."""
+        return dict(self._encoding._special_tokens)
+
 
 class HFTokenizer(Tokenizer):
     """A Hugging Face ``tokenizer.json`` run by the ``tokenizers`` library.
@@ -212,6 +227,15 @@ class HFTokenizer(Tokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        """The vocabulary entry of ``token_id`` (None when there is none), e.g. to name the EOS token."""
+        return self._tokenizer.id_to_token(token_id)
+
+    @property
+    def path(self) -> Path:
+        """The ``tokenizer.json`` this tokenizer was read from."""
+        return Path(self.name)
 
 
 def load_tokenizer(spec: str = "qwen3", eos_token: str | None = None) -> Tokenizer:
