@@ -117,7 +117,10 @@ def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, c
     whose tuning is not finished) or ``"failed: …"``)."""
     state = study.state(pair)
     if state == "done":
-        return "skipped"
+        failed = evaluate_pair(study, pair, launch)
+        if failed is None and clean_checkpoints:
+            shutil.rmtree(study.run_dir(pair) / "checkpoints", ignore_errors=True)
+        return failed or "skipped"
     if state == "waiting":
         return "waiting"
     run_dir = study.run_dir(pair)
@@ -156,9 +159,27 @@ def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, c
         )
         + "\n"
     )
+    failed = evaluate_pair(study, pair, launch)  # before --clean-checkpoints: it reads last.ckpt
+    if failed:
+        return failed
     if clean_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return "diverged" if diverged else "done"
+
+
+def evaluate_pair(study: Study, pair: Pair, launch: Launcher) -> str | None:
+    """Score a done confirmation run on the study's ``--eval-tasks`` (``lit_ffn evaluate``, into its
+    ``eval.json``) unless it has them all; returns ``"failed: …"`` or None.  Its training stays done:
+    a rerun only retries the evaluation."""
+    args = study.eval_args(pair)
+    if args is None:
+        return None
+    if not (study.run_dir(pair) / "checkpoints" / "last.ckpt").exists():
+        return (
+            "failed: its checkpoint was deleted (--clean-checkpoints) before it was evaluated: retrain it to score it"
+        )
+    code = launch(args, study.log_path(pair))
+    return None if code == 0 else f"failed: evaluation exit code {code}"
 
 
 def run_study(
@@ -222,6 +243,8 @@ def print_commands(study: Study) -> str:
             continue
         try:
             args = study.next_args(pair)
+            if args is None and study.state(pair) == "done":
+                args = study.eval_args(pair)
         except UserError as err:  # a confirmation run with no point to run at (every tuning run diverged)
             lines.append(f"# {pair.describe()}: {' '.join(str(err).split())}")
             continue
@@ -340,6 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune-seeds", nargs="+", type=int, default=[], metavar="T", help="seeds of the tuning runs (not in --seeds)"
     )
     parser.add_argument(
+        "--eval-tasks",
+        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        default=[],
+        metavar="A,B",
+        help="after each confirmation run, score it on these lm-evaluation-harness tasks (lit_ffn evaluate; "
+        "needs pip install -e '.[eval]'); results.md gains per-task accuracy with the same tests",
+    )
+    parser.add_argument("--eval-include-path", metavar="DIR", help="a directory of your own lm_eval task YAMLs")
+    parser.add_argument("--eval-limit", type=float, metavar="N", help="documents per task (lm_eval --limit)")
+    parser.add_argument(
         "--ladder",
         nargs="+",
         default=[],
@@ -410,8 +443,16 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             tune=args.tune,
             tune_seeds=args.tune_seeds,
             ladder=args.ladder,
+            eval_tasks=args.eval_tasks,
+            eval_include_path=args.eval_include_path,
+            eval_limit=args.eval_limit,
         )
         check_configs(study)
+        if study.eval_tasks:  # unknown tasks and a missing lm-eval fail now, not after the first run
+            from lit_ffn.inference.evaluate import require_lm_eval, task_manager
+
+            require_lm_eval()
+            task_manager(study.eval_tasks, study.eval_include_path)
         if len(study.ladder) == 1:
             print(
                 f"lit_ffn ablate: note: --ladder has a single rung ({next(iter(study.ladder))}): no scaling fit is "

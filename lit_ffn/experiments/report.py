@@ -578,6 +578,12 @@ def write_report(study: Study, baseline: str | None = None) -> dict[str, Path]:
     if tuning:
         sections.insert(0, tuning.markdown())
         paths.update(tuning.write(study.out))
+    if study.eval_tasks:
+        from lit_ffn.experiments.eval_report import EvalReport
+
+        evals = EvalReport(study, baseline)
+        sections.append(evals.markdown())
+        paths.update(evals.write(study.out))
     if study.ladder:
         scaling = scaling_report.ScalingReport(study, all_runs, baseline)
         sections.append(scaling.markdown())

@@ -93,6 +93,9 @@ class Study:
     tune: dict[str, list[str]] = field(default_factory=dict)  # key -> values (lit_ffn.experiments.tuning)
     tune_seeds: list[int] = field(default_factory=list)
     ladder: dict[str, str] = field(default_factory=dict)  # rung name -> config file
+    eval_tasks: list[str] = field(default_factory=list)  # lm_eval tasks scored after each confirmation run
+    eval_include_path: str | None = None
+    eval_limit: float | None = None
 
     # ----------------------------------------------------------- layout
     @property
@@ -242,6 +245,24 @@ class Study:
             return None
         return self.resume_args(pair) if state == "resume" else self.fresh_args(pair)
 
+    def eval_args(self, pair: Pair) -> list[str] | None:
+        """``lit_ffn evaluate`` arguments that score a done confirmation run on ``eval_tasks``
+        (None: nothing to evaluate, or it already has every task)."""
+        from lit_ffn.experiments.eval_report import EVAL_FILE, read_eval
+
+        if not self.eval_tasks or pair.stage != "confirm":
+            return None
+        run_dir = self.run_dir(pair)
+        if all(task in read_eval(run_dir) for task in self.eval_tasks):
+            return None
+        args = ["evaluate", "--ckpt", str(run_dir), "--tasks", ",".join(self.eval_tasks), "--out",
+                str(run_dir / EVAL_FILE)]  # fmt: skip
+        if self.eval_include_path:
+            args += ["--include-path", self.eval_include_path]
+        if self.eval_limit is not None:
+            args += ["--limit", f"{self.eval_limit:g}"]
+        return args
+
     def command(self) -> str:
         """The ``lit_ffn ablate`` command that runs (or resumes) this whole study."""
         args = ["lit_ffn", "ablate"]
@@ -256,6 +277,12 @@ class Study:
         if self.ladder:
             args += ["--ladder", *self.ladder.values()]
         args += ["--seeds", *map(str, self.seeds), "--out", str(self.out)]
+        if self.eval_tasks:
+            args += ["--eval-tasks", ",".join(self.eval_tasks)]
+        if self.eval_include_path:
+            args += ["--eval-include-path", self.eval_include_path]
+        if self.eval_limit is not None:
+            args += ["--eval-limit", f"{self.eval_limit:g}"]
         if self.experiment != Path(self.configs[0]).stem:
             args += ["--experiment", self.experiment]
         if self.baseline:
@@ -274,6 +301,9 @@ class Study:
             "tune": self.tune,
             "tune_seeds": self.tune_seeds,
             "ladder": self.ladder,
+            "eval_tasks": self.eval_tasks,
+            "eval_include_path": self.eval_include_path,
+            "eval_limit": self.eval_limit,
         }
 
     def save(self) -> None:
@@ -338,6 +368,10 @@ class Study:
             self.tune,
             self.tune_seeds,
             ladder,
+            # evaluation does not change a run: the newest settings apply (runs lacking a task are scored)
+            self.eval_tasks or saved.eval_tasks,
+            self.eval_include_path if self.eval_tasks else saved.eval_include_path,
+            self.eval_limit if self.eval_tasks else saved.eval_limit,
         )
 
 
@@ -363,6 +397,9 @@ def make_study(
     tune: Sequence[str] = (),
     tune_seeds: Sequence[int] = (),
     ladder: Sequence[str] = (),
+    eval_tasks: Sequence[str] = (),
+    eval_include_path: str | None = None,
+    eval_limit: float | None = None,
 ) -> Study:
     """Validate the user's request and merge it with the study already in ``out``."""
     if not configs:
@@ -417,6 +454,9 @@ def make_study(
         tune=grid,
         tune_seeds=[int(s) for s in tune_seeds],
         ladder=read_ladder(ladder, variants),
+        eval_tasks=list(eval_tasks),
+        eval_include_path=_display_path(Path(eval_include_path)) if eval_include_path else None,
+        eval_limit=eval_limit,
     ).merge_saved()
     if study.baseline is not None and study.baseline not in study.variants:
         raise UserError(f"--baseline {study.baseline} is not a variant of the study ({', '.join(study.variants)})")
