@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU acceptance check of lit_ffn: one command that shows the setup works on a GPU (issue 17).
 #
-#   scripts/gpu_check.sh                       # CUDA: paper shape, writes docs/results/gpu_check.md (≤ 7 min)
-#   scripts/gpu_check.sh --cpu                 # no GPU needed: every non-CUDA item at a tiny shape (~4 min here)
+#   scripts/gpu_check.sh                       # CUDA: paper shape, writes docs/results/gpu_check.md
+#   scripts/gpu_check.sh --cpu                 # no GPU needed: every non-CUDA item at a tiny shape
 #   scripts/gpu_check.sh --items sdpa loss     # a subset (sdpa throughput loss ffn gates fit-ddp fit-fsdp2 fit-fsdp | fits)
 #   scripts/gpu_check.sh --help                # every option
 #

@@ -10,6 +10,8 @@ comparison is tested on records, and a full CPU-mode run of all items is committ
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from lit_ffn.bench.gpu_check import cli, fits, loss_cost, sdpa
 from lit_ffn.bench.gpu_check.items import Context
 from lit_ffn.bench.gpu_check.plan import make_plan, write_shape_config
+from lit_ffn.bench.gpu_check.report import render
 from lit_ffn.model import Block
 
 IN_PROCESS = ["sdpa", "throughput", "loss", "ffn", "gates"]
@@ -40,7 +43,8 @@ def _argv(tiny_dataset: Path, tmp_path: Path, *extra: str) -> list[str]:
 
 
 def test_cpu_mode_end_to_end(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = cli.main(_argv(tiny_dataset, tmp_path, "--items", *IN_PROCESS))
+    argv = _argv(tiny_dataset, tmp_path, "--items", *IN_PROCESS)
+    code, results = cli.check(argv)
     out = capsys.readouterr().out
     report = (tmp_path / "gpu_check.md").read_text()
     assert code == 0, report
@@ -60,6 +64,14 @@ def test_cpu_mode_end_to_end(tiny_dataset: Path, tmp_path: Path, capsys: pytest.
     assert "| lit_ffn SwiGLU | eager |" in report and "| transformers Qwen3ForCausalLM | eager |" in report
     assert "| lit_ffn SwiGLU | compiled (eager) |" in report
     assert "flash (CPU) kernel with sdpa_gqa=native" in report
+    assert [r["key"] for r in json.loads((tmp_path / "gpu_check.json").read_text())["results"]] == IN_PROCESS
+
+    # the same results rendered as a GPU report (the path a GPU run takes): no banner, every target judged
+    gpu_plan = dataclasses.replace(make_plan(cli.build_parser().parse_args(argv), vocab_size=384), mode="gpu")
+    gpu_report = render({}, gpu_plan, results, [], 1.0)
+    assert "CPU mode" not in gpu_report
+    judged = gpu_report.split("## GPU targets")[1].split("\n## ")[0]
+    assert judged.count("| met: ") + judged.count("| NOT met: ") == 4, judged
 
 
 def test_failures_are_fail_lines_and_exit_1(

@@ -50,16 +50,26 @@ def describe(device: torch.device, command: list[str]) -> dict[str, Any]:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        facts["device"] = (
+        try:
+            facts.update(cuda_facts(device))
+        except Exception as err:  # noqa: BLE001 - a missing fact must not stop the check
+            facts["driver"] = f"not read ({type(err).__name__}: {err})"
+    return facts
+
+
+def cuda_facts(device: torch.device) -> dict[str, Any]:
+    """Name, memory, capability, driver, CUDA/cuDNN versions and the datasheet bf16 peak of a GPU."""
+    props = torch.cuda.get_device_properties(device)
+    peak, source = datasheet_peak(device, torch.bfloat16)
+    return {
+        "device": (
             f"{props.name}, {props.total_memory / 2**30:.1f} GiB, compute capability {props.major}.{props.minor}, "
             f"{props.multi_processor_count} SMs"
-        )
-        facts["driver"] = nvidia_smi() or "nvidia-smi not available"
-        facts["cuda"] = f"torch built with CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}"
-        peak, source = datasheet_peak(device, torch.bfloat16)
-        facts["datasheet_peak"] = f"{peak / 1e12:.1f} TFLOP/s ({source})" if peak else source
-    return facts
+        ),
+        "driver": nvidia_smi() or "nvidia-smi not available",
+        "cuda": f"torch built with CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}",
+        "datasheet_peak": f"{peak / 1e12:.1f} TFLOP/s ({source})" if peak else source,
+    }
 
 
 def matmul_rate(device: torch.device, dtype: torch.dtype) -> float:
@@ -74,4 +84,4 @@ def command_line(argv: list[str]) -> list[str]:
     return [script or f"{os.path.basename(sys.executable)} -m lit_ffn.bench.gpu_check", *argv]
 
 
-__all__ = ["MATMUL_SIZE", "PACKAGES", "command_line", "describe", "matmul_rate", "nvidia_smi"]
+__all__ = ["MATMUL_SIZE", "PACKAGES", "command_line", "cuda_facts", "describe", "matmul_rate", "nvidia_smi"]
