@@ -35,8 +35,10 @@
 #       --work-dir /tmp/gpu_check 2>&1 | tee $OUT/gpu_check.log
 #
 # It stops starting items after --budget-s (default 420 s on a GPU), so the call ends inside one
-# 10-minute command and leaves device time for a second try, e.g. `--items fits` alone.  Copy
-# $OUT/gpu_check.md to docs/results/gpu_check.md and commit it with every fix it forced.
+# 10-minute command and leaves device time (15 min a session, machine start included) for a second
+# try at once, while the machine is still warm: the failed items alone, e.g.
+# `... scripts/gpu_check.sh --items fit-fsdp --budget-s 150 --out $OUT/gpu_check_retry.md ...`.
+# Copy $OUT/gpu_check.md to docs/results/gpu_check.md and commit it with every fix it forced.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -170,7 +170,8 @@ def run_items(
     facts["budget_s"] = budget
     rate = environment.matmul_rate(plan.device, plan.compute_dtype)
     facts["matmul"] = (
-        f"{rate / 1e12:.1f} TFLOP/s ({environment.MATMUL_SIZE.get(plan.device.type)}³ "
+        (f"{rate / 1e12:.1f} TFLOP/s" if rate >= 1e12 else f"{rate / 1e9:.1f} GFLOP/s")
+        + f" ({environment.MATMUL_SIZE.get(plan.device.type)}³ "
         f"{str(plan.compute_dtype).removeprefix('torch.')} matmul, best of 3, at the start of this run)"
     )
     ctx = Context(

@@ -222,10 +222,13 @@ def chain(ctx: Context, strategy: str) -> Result:
         return Result(key, title, FAIL, "; ".join(problems), details, data)
     rank0 = data["rank0"]
     exact = rank0["max_loss_difference"] == 0 and all(d["max_loss_difference"] == 0 for d in data.values())
-    equality = "losses equal bit for bit" if exact else f"max |Δloss| {rank0['max_loss_difference']:.2e}"
+    equality = "losses equal bit for bit"
+    if not exact:
+        first = rank0["first_resumed_difference"]
+        equality = f"largest loss difference {rank0['max_loss_difference']:.2e} (first resumed step {first:.1e})"
     summary = (
         f"resumed at step {plan.resume_step} in a new process: steps {plan.resume_step}–{plan.fit_steps - 1} "
-        f"on the same batches, {equality}, final val/loss |Δ| {rank0['val_loss_difference']:.1e} ({setup})"
+        f"on the same batches, {equality}, final val/loss difference {rank0['val_loss_difference']:.1e} ({setup})"
     )
     return Result(key, title, PASS, summary, details, data)
 

@@ -115,11 +115,11 @@ def run(ctx: Context) -> Result:
     diff = abs(chunked["loss"] - plain["loss"])
     grad_err = max(_rel(a, b) for a, b in zip(chunked["grads"], plain["grads"]))
     data.update(loss_difference=diff, gradient_relative_error=grad_err)
-    details.append(f"\n|Δloss| = {diff:.2e}, largest relative gradient error = {grad_err:.2e}.")
+    details.append(f"\nLoss difference {diff:.2e}, largest relative gradient error {grad_err:.2e}.")
     problems = []
     if diff > loss_tol or grad_err > grad_tol:
         problems.append(
-            f"chunked ≠ plain: |Δloss| {diff:.2e} (≤ {loss_tol:g}), gradient error {grad_err:.2e} (≤ {grad_tol:g})"
+            f"chunked ≠ plain: loss difference {diff:.2e} (≤ {loss_tol:g}), gradient error {grad_err:.2e} (≤ {grad_tol:g})"
         )
     memory = "memory: not compared (the plain logits are too small to resolve)"
     if chunked["peak_bytes"] is not None and plain["peak_bytes"] is not None and logits_bytes >= RESOLVABLE_BYTES:
@@ -130,7 +130,7 @@ def run(ctx: Context) -> Result:
         return Result(key, title, FAIL, "; ".join(problems), details, data)
     summary = (
         f"{memory}; time {chunked['time_s'] * 1e3:.1f} vs {plain['time_s'] * 1e3:.1f} ms "
-        f"(chunked vs plain); |Δloss| {diff:.1e}"
+        f"(chunked vs plain); loss difference {diff:.1e}"
     )
     return Result(key, title, PASS, summary, details, data)
 

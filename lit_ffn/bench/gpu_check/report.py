@@ -23,6 +23,11 @@ TARGETS = (
 )
 
 
+def cell(value: Any) -> str:
+    """``value`` as the text of one Markdown table cell (a ``|`` would end the cell)."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
 def final_lines(results: list[Result]) -> list[str]:
     """One line per item: ``PASS  sdpa         flash kernel with …``."""
     width = max((len(r.key) for r in results), default=0)
@@ -76,10 +81,10 @@ def render(facts: dict[str, Any], plan: Plan, results: list[Result], pending: li
             ", ".join(f"{x:.2f}" for x in facts["load_average"]) if facts.get("load_average") else None,
         ),
     ]
-    lines += ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in header if v)]
+    lines += ["| | |", "|---|---|", *(f"| {k} | {cell(v)} |" for k, v in header if v)]
     lines += ["", "## Results", "", "| item | what | result | summary |", "|---|---|---|---|"]
     for r in results:
-        lines.append(f"| `{r.key}` | {r.title} | **{r.status}** | {r.summary} ({r.seconds:.0f} s) |")
+        lines.append(f"| `{r.key}` | {cell(r.title)} | **{r.status}** | {cell(r.summary)} ({r.seconds:.0f} s) |")
     for key in pending:
         lines.append(f"| `{key}` | | not run yet | |")
     by_key = {r.key: r for r in results}
@@ -91,4 +96,4 @@ def render(facts: dict[str, Any], plan: Plan, results: list[Result], pending: li
     return "\n".join(lines)
 
 
-__all__ = ["NOT_MEASURED", "TARGETS", "final_lines", "render"]
+__all__ = ["NOT_MEASURED", "TARGETS", "cell", "final_lines", "render"]

@@ -28,6 +28,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lit_ffn.bench.gpu_check.items import FAIL, PASS, Context, Result
+from lit_ffn.bench.gpu_check.report import cell
 from lit_ffn.errors import first_line
 from lit_ffn.model import Attention, RotaryEmbedding
 
@@ -121,7 +122,7 @@ def probe_backends(probe: AttentionProbe) -> dict[str, str]:
                     probe.step()
                     probe.sync()
                 out[name] = "runs"
-            except RuntimeError as err:
+            except Exception as err:  # noqa: BLE001 - a backend that refuses the call is what is being probed
                 reasons = [first_line(w.message) for w in caught if "attention" in str(w.message).lower()]
                 out[name] = "; ".join(reasons[:2]) or first_line(err)
     return out
@@ -171,7 +172,7 @@ def run(ctx: Context) -> Result:
         "|---|---|---|" + "---|" * len(PROBED),
     ]
     for m in ("native", "expand"):
-        cells = " | ".join(probed[m][name] for name in PROBED)
+        cells = " | ".join(cell(probed[m][name]) for name in PROBED)
         details.append(f"| {m} | {observed[m] or 'none seen'} | {times[m] * 1e3:.2f} ms | {cells} |")
     details += ["", f"Decision: `model.sdpa_gqa={mode}` — {why}."]
     data = {"observed": observed, "probed": probed, "time_s": times, "decision": mode, "why": why}
