@@ -12,8 +12,8 @@ Per strategy, two processes of ``python -m lit_ffn.cli fit`` (what a user runs):
 :class:`~lit_ffn.bench.gpu_check.recorder.StepLog` records every batch of both; :func:`compare`
 wants, per rank, the same batches (SHA-1) at the same steps and losses within
 ``plan.resume_tolerance`` (0 on CPU: bit for bit), and the same final ``val/loss``.  The strategies'
-chains run concurrently (on one GPU each process has the device to itself for a few seconds; on
-CPU it just overlaps their start-up).  FSDP1 needs CUDA (Lightning refuses it on CPU): SKIP there.
+chains run concurrently (on one GPU they share it: these items check correctness, not speed, and
+most of each process's time is start-up and compilation on the host).  FSDP1 needs CUDA (Lightning refuses it on CPU): SKIP there.
 Activation checkpointing: ``model.activation_checkpointing`` for DDP and FSDP2; for FSDP1 the
 strategy's ``activation_checkpointing_policy`` (what ``configs/strategy/fsdp.yaml`` recommends).
 """
