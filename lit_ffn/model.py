@@ -13,6 +13,10 @@ Attention: no biases, grouped-query attention (``n_heads`` query heads share
 ``n_kv_heads`` key/value heads), ``head_dim`` independent of the width,
 RMSNorm on every head's q and k *before* rotary embedding (QK-norm), RoPE with
 base ``rope_theta`` (default 1e6), causal ``torch.nn.functional.scaled_dot_product_attention``.
+Grouped-query attention goes to SDPA as it is (``enable_gqa``, ``sdpa_gqa="native"``) or with the
+kv heads repeated to ``n_heads`` first (``sdpa_gqa="expand"``), for devices whose fused SDPA
+kernels do not take ``enable_gqa`` and would fall back to the math kernel (the same numbers:
+SDPA's own GQA is defined as that repetition; ``lit_ffn.bench.gpu_check`` tells which applies).
 
 Shapes: B batch, T sequence, D model width, H query heads, K kv heads,
 E head_dim, V vocabulary.
@@ -35,6 +39,9 @@ from torch import nn
 from lit_ffn.loss import linear_cross_entropy
 
 FFNFactory = Callable[[int], nn.Module]
+
+#: How grouped-query attention reaches SDPA (see the module docstring).
+SDPA_GQA_MODES = ("native", "expand")
 
 
 class RMSNorm(nn.Module):
@@ -153,13 +160,29 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    """Causal GQA self-attention with QK-norm and RoPE, through torch SDPA."""
+    """Causal GQA self-attention with QK-norm and RoPE, through torch SDPA.
 
-    def __init__(self, dim: int, n_heads: int, n_kv_heads: int, head_dim: int, norm_eps: float = 1e-6) -> None:
+    ``sdpa_gqa``: ``"native"`` passes the K kv heads with ``enable_gqa``; ``"expand"`` repeats
+    each kv head H/K times (``repeat_interleave``, the definition of SDPA's GQA) and calls SDPA
+    on H heads without ``enable_gqa``, for kernels that do not support it.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        n_heads: int,
+        n_kv_heads: int,
+        head_dim: int,
+        norm_eps: float = 1e-6,
+        sdpa_gqa: str = "native",
+    ) -> None:
         super().__init__()
         if n_heads % n_kv_heads:
             raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_heads ({n_kv_heads})")
+        if sdpa_gqa not in SDPA_GQA_MODES:
+            raise ValueError(f"sdpa_gqa must be one of {', '.join(SDPA_GQA_MODES)}, got {sdpa_gqa!r}")
         self.n_heads, self.n_kv_heads, self.head_dim = n_heads, n_kv_heads, head_dim
+        self.sdpa_gqa = sdpa_gqa
         self.q_proj = nn.Linear(dim, n_heads * head_dim, bias=False)
         self.k_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=False)
         self.v_proj = nn.Linear(dim, n_kv_heads * head_dim, bias=False)
@@ -172,14 +195,19 @@ class Attention(nn.Module):
 
         With ``kv`` the T new positions also attend to the cached earlier ones (and are cached)."""
         B, T, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q = self.q_norm(self.q_proj(x).view(B, T, self.n_heads, self.head_dim)).transpose(1, 2)  # (B, H, T, E)
+        k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)).transpose(1, 2)  # (B, K, T, E)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, K, T, E)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if kv is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_heads != self.n_kv_heads)
-        else:
+        if kv is not None:  # incremental decoding (lit_ffn.inference.generate)
             y = self._attend_cached(q, k, v, kv)
+        else:
+            grouped = self.n_heads != self.n_kv_heads
+            if grouped and self.sdpa_gqa == "expand":  # (B, K, T, E) -> (B, H, T, E): kv head j serves heads j·H/K …
+                repeats = self.n_heads // self.n_kv_heads
+                k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
+                grouped = False
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=grouped)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
     def _attend_cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv: LayerKV) -> torch.Tensor:
@@ -208,10 +236,11 @@ class Block(nn.Module):
         head_dim: int,
         ffn: FFNFactory,
         norm_eps: float = 1e-6,
+        sdpa_gqa: str = "native",
     ) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(dim, norm_eps)
-        self.attn = Attention(dim, n_heads, n_kv_heads, head_dim, norm_eps)
+        self.attn = Attention(dim, n_heads, n_kv_heads, head_dim, norm_eps, sdpa_gqa)
         self.ffn_norm = RMSNorm(dim, norm_eps)
         self.ffn = ffn(dim)
 
@@ -238,12 +267,15 @@ class Decoder(nn.Module):
         norm_eps: float = 1e-6,
         tie_embeddings: bool = True,
         init_std: float = 0.02,
+        sdpa_gqa: str = "native",
     ) -> None:
         super().__init__()
         self.vocab_size, self.dim, self.init_std = vocab_size, dim, init_std
         self.embed = nn.Embedding(vocab_size, dim)
         self.rope = RotaryEmbedding(head_dim, rope_theta)
-        self.layers = nn.ModuleList(Block(dim, n_heads, n_kv_heads, head_dim, ffn, norm_eps) for _ in range(n_layers))
+        self.layers = nn.ModuleList(
+            Block(dim, n_heads, n_kv_heads, head_dim, ffn, norm_eps, sdpa_gqa) for _ in range(n_layers)
+        )
         self.norm = RMSNorm(dim, norm_eps)
         self.lm_head: nn.Linear | None = None if tie_embeddings else nn.Linear(dim, vocab_size, bias=False)
         self.init_weights()
@@ -314,6 +346,7 @@ class Decoder(nn.Module):
 
 
 __all__ = [
+    "SDPA_GQA_MODES",
     "Attention",
     "Block",
     "Decoder",

@@ -11,7 +11,7 @@ from lit_ffn.model import Decoder
 transformers = pytest.importorskip("transformers")
 
 
-def qwen3_pair(tie: bool = True, n_heads: int = 4, n_kv_heads: int = 2):
+def qwen3_pair(tie: bool = True, n_heads: int = 4, n_kv_heads: int = 2, sdpa_gqa: str = "native"):
     """A small random Qwen3ForCausalLM (no hub access) and a lit_ffn Decoder with its weights."""
     config = transformers.Qwen3Config(
         vocab_size=512,
@@ -41,6 +41,7 @@ def qwen3_pair(tie: bool = True, n_heads: int = 4, n_kv_heads: int = 2):
         rope_theta=1e6,
         norm_eps=1e-6,
         tie_embeddings=tie,
+        sdpa_gqa=sdpa_gqa,
     ).eval()
     load_hf_qwen3_weights(ours, hf)
     return hf, ours
@@ -77,8 +78,9 @@ def load_hf_qwen3_weights(ours: Decoder, hf) -> None:
 
 @pytest.mark.parametrize("tie", [True, False])
 @pytest.mark.parametrize("heads", [(4, 2), (4, 4), (4, 1)])
-def test_logits_match_transformers_qwen3(tie: bool, heads: tuple[int, int]) -> None:
-    hf, ours = qwen3_pair(tie, *heads)
+@pytest.mark.parametrize("sdpa_gqa", ["native", "expand"])
+def test_logits_match_transformers_qwen3(tie: bool, heads: tuple[int, int], sdpa_gqa: str) -> None:
+    hf, ours = qwen3_pair(tie, *heads, sdpa_gqa=sdpa_gqa)
     tokens = torch.randint(0, 512, (2, 37), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = hf(tokens).logits
@@ -101,3 +103,23 @@ def test_decoder_rejects_bad_head_layout() -> None:
         Decoder(SwiGLU, vocab_size=32, dim=16, n_layers=1, n_heads=3, n_kv_heads=2, head_dim=8)
     with pytest.raises(ValueError, match="even"):
         Decoder(SwiGLU, vocab_size=32, dim=16, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=7)
+
+
+def test_expanded_kv_heads_are_enable_gqa() -> None:
+    """model.sdpa_gqa=expand (kv heads repeated before SDPA, for kernels without GQA) computes what
+    enable_gqa computes: the same loss bit for bit, gradients equal up to the order of their sums."""
+    torch.manual_seed(0)
+    native = Decoder(SwiGLU, vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8)
+    expand = Decoder(SwiGLU, vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, sdpa_gqa="expand")
+    expand.load_state_dict(native.state_dict())
+    tokens = torch.randint(0, 64, (2, 17), generator=torch.Generator().manual_seed(3))
+    losses = []
+    for model in (native, expand):
+        loss = model(tokens[:, :-1], tokens[:, 1:], loss_chunk_size=0)
+        loss.backward()
+        losses.append(loss.detach())
+    assert torch.equal(losses[0], losses[1])
+    for (name, a), b in zip(native.named_parameters(), expand.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7, msg=name)
+    with pytest.raises(ValueError, match="sdpa_gqa must be one of native, expand"):
+        Decoder(SwiGLU, vocab_size=32, dim=16, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=8, sdpa_gqa="repeat")

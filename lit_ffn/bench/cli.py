@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seq-len", type=int, help="default: the config's data.seq_len")
     parser.add_argument("--compile", action="store_true", help="torch.compile every decoder block (both models)")
     parser.add_argument(
+        "--compile-backend",
+        default="inductor",
+        metavar="NAME",
+        help="torch.compile backend for --compile (default inductor; 'eager' traces with dynamo only)",
+    )
+    parser.add_argument(
         "--loss-chunk-size",
         type=int,
         nargs="+",

@@ -114,6 +114,7 @@ def build_report(
         "warmup_steps": settings.warmup,
         "timed_steps": settings.steps,
         "compile": settings.compile,
+        "compile_backend": settings.compile_backend if settings.compile else None,
         "gradient_clip_val": settings.grad_clip,
         "flop_formula": FLOP_FORMULA,
         "peak_flops": peak,
@@ -136,7 +137,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         (
             f"{report['device']}; torch {report['versions']['torch']}, lightning {report['versions']['lightning']}, "
             f"transformers {report['versions']['transformers']}; {report['precision']}, batch {report['batch_size']} × "
-            f"{report['seq_len']} tokens, compile {'on' if report['compile'] else 'off'}, {report['warmup_steps']} warm-up + "
+            f"{report['seq_len']} tokens, compile {_compile_text(report)}, {report['warmup_steps']} warm-up + "
             f"{report['timed_steps']} timed steps (interleaved); load average before "
             f"{'/'.join(f'{x:.1f}' for x in load) if load else 'n/a'}."
         ),
@@ -167,6 +168,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"Peak memory: {report['memory_method']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _compile_text(report: dict[str, Any]) -> str:
+    if not report["compile"]:
+        return "off"
+    backend = report.get("compile_backend")
+    return "on" if backend in (None, "inductor") else f"on ({backend} backend)"
 
 
 __all__ = ["build_report", "device_description", "render_markdown"]

@@ -92,7 +92,12 @@ def lit_runner(
     if settings.compile or checkpointing:  # what LitDecoder.configure_model() does without FSDP2
         from lit_ffn.distributed import parallelize
 
-        parallelize(lit.model, compile=settings.compile, activation_checkpointing=checkpointing)
+        parallelize(
+            lit.model,
+            compile=settings.compile,
+            activation_checkpointing=checkpointing,
+            compile_backend=settings.compile_backend,
+        )
     _prepare_module(lit, settings)
     variant = variant_name(ffn if ffn is not None else configs.config.model.ffn)
     name = f"lit_ffn {variant}"
@@ -155,7 +160,7 @@ def hf_runner(reference: Runner, settings: Settings) -> Runner:
     hf = _prepare_module(hf, settings)
     if settings.compile:  # the same per-block compile as lit_ffn's
         for layer in hf.model.layers:
-            layer.compile()
+            layer.compile(backend=settings.compile_backend)
 
     def loss_fn(tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # targets are already shifted: shift_labels= tells transformers' ForCausalLMLoss not to shift again

@@ -7,6 +7,7 @@ the same defaults, ``--config`` composition and one-line errors as a training ru
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,13 @@ class Settings:
     grad_clip: float | None
     vocab_size: int
     seed: int = 0
+    compile_backend: str = "inductor"
+
+
+@functools.cache
+def fit_parser() -> FitConfigParser:
+    """One :class:`FitConfigParser` per process: building it takes seconds, and it keeps no state between parses."""
+    return FitConfigParser()
 
 
 class ModelConfigs:
@@ -44,7 +52,7 @@ class ModelConfigs:
             if not Path(path).is_file():
                 raise UserError(f"--config {path}: no such file")
         self.base_args = [arg for path in configs for arg in ("--config", path)]
-        self.parser = FitConfigParser()
+        self.parser = fit_parser()
         self.config = self.parser.parse(self.base_args)
 
     def model(self, ffn: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Any:
@@ -99,6 +107,7 @@ def settings_from(args: argparse.Namespace, cfg: Any) -> Settings:
         grad_clip=trainer.get("gradient_clip_val"),
         vocab_size=int(cfg.model.vocab_size),
         seed=args.seed,
+        compile_backend=getattr(args, "compile_backend", "inductor"),
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -38,6 +38,9 @@ class LitDecoder(L.LightningModule):
         compile, activation_checkpointing: ``torch.compile`` / activation
             checkpointing per decoder block, applied in ``configure_model()``
             before FSDP2 sharding (``lit_ffn.distributed``).
+        sdpa_gqa: how grouped-query attention calls SDPA: ``"native"`` (``enable_gqa``) or
+            ``"expand"`` (kv heads repeated first, for fused kernels without GQA support; the
+            same numbers).  ``scripts/gpu_check.sh`` reports which one gets a fast kernel.
         nonfinite: a NaN/inf training loss stops the run naming the step and
             the last good checkpoint (``"raise"``) or skips the batch
             (``"skip"``, counted in ``train/nonfinite_skipped``); ``lit_ffn.training.guards``.
@@ -66,6 +69,7 @@ class LitDecoder(L.LightningModule):
         compile: bool = False,
         activation_checkpointing: bool = False,
         nonfinite: NonFiniteMode = "raise",
+        sdpa_gqa: Literal["native", "expand"] = "native",
     ) -> None:
         super().__init__()
         # Under LightningCLI the saved hparams are the parsed config (ffn as

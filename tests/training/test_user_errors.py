@@ -44,6 +44,7 @@ def one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
         (["--model.rope_theta=0"], "model.rope_theta=0.0: must be a finite number > 0"),
         (["--model.norm_eps=0"], "model.norm_eps=0.0: must be a finite number > 0"),
         (["--model.init_std=0"], "model.init_std=0.0: must be a finite number > 0"),
+        (["--model.sdpa_gqa=repeat"], "model.sdpa_gqa: Expected a typing.Literal['native', 'expand']"),
         (["--model.ffn.hidden_dim=-5"], "model.ffn (SwiGLU): hidden_dim must be a positive integer or None"),
         (["--model.ffn=lit_ffn.ffn.GEGLU", "--model.ffn.multiple_of=0"], "model.ffn (GEGLU): "),
         (["--data.seq_len=0"], "data.seq_len must be at least 1, got 0"),

@@ -1,0 +1,176 @@
+"""Items ``throughput`` and ``ffn``: training-step throughput through ``lit_ffn bench`` (in this process).
+
+``throughput``: the paper model eager with transformers' ``Qwen3ForCausalLM`` of the same shape and
+weights (``--compare-hf``, interleaved), then the same model with per-block ``torch.compile``.
+``ffn``: GEGLU and DynamicGEGLU, interleaved, as the config runs them (eager).  Every row reports
+step time, tokens/s, MFU against the datasheet peak (and against the matmul rate measured at the
+start), peak memory and the first loss; equal first losses show that the rows compute the same model.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from typing import Any
+
+import torch
+
+from lit_ffn.bench.gpu_check.items import FAIL, PASS, Context, Result
+
+#: |first loss − reference first loss| that still means "the same model on the same batch".
+FIRST_LOSS_TOLERANCE = {"32-true": 1e-3, "bf16-mixed": 3e-2, "bf16-true": 3e-2}
+#: GPU targets from docs/benchmarks.md: reported as met / not met, never a FAIL.
+MFU_TARGET = 0.45
+HF_RATIO_TARGET = 1.3
+DYNAMIC_GEGLU_TARGET = 1.05
+
+
+def bench_argv(ctx: Context, *extra: str) -> list[str]:
+    plan = ctx.plan
+    argv = [arg for config in ctx.configs for arg in ("--config", config)]
+    argv += ["--device", plan.device.type, "--precision", plan.precision]
+    argv += ["--batch-size", str(plan.batch_size), "--seq-len", str(plan.seq_len)]
+    argv += ["--steps", str(plan.bench_steps), "--warmup", str(plan.bench_warmup), *extra]
+    return argv
+
+
+def run_bench(ctx: Context, *extra: str) -> dict[str, Any]:
+    """``lit_ffn bench`` with the plan's settings plus ``extra``; its report."""
+    from lit_ffn.bench.cli import bench
+
+    try:
+        return bench(bench_argv(ctx, *extra), log=ctx.log)
+    finally:
+        gc.collect()
+        if ctx.plan.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def gib(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 2**30:.2f} GiB"
+
+
+def rows(ctx: Context, report: dict[str, Any], label: str) -> list[str]:
+    out = []
+    for res in report["results"]:
+        if "error" in res:
+            out.append(f"| {res['name']} | {label} | {res['error']} | | | | | |")
+            continue
+        mfu = "n/a" if res["mfu"] is None else f"{100 * res['mfu']:.1f}%"
+        measured = "n/a"
+        if ctx.matmul_flops:
+            measured = f"{100 * res['achieved_tflops'] * 1e12 / ctx.matmul_flops:.1f}%"
+        st = res["step_time_s"]
+        out.append(
+            f"| {res['name']} | {label} | {st['median'] * 1e3:.1f} ms ({st['min'] * 1e3:.1f}–{st['max'] * 1e3:.1f}) "
+            f"| {res['tokens_per_s']:,.0f} | {mfu} | {measured} | {gib(res['peak_mem_bytes'])} | {res['first_loss']:.4f} |"
+        )
+    return out
+
+
+TABLE_HEAD = [
+    (
+        "| model | mode | step time median (min–max) | tokens/s | MFU (datasheet peak) | MFU (measured matmul) "
+        "| peak memory | first loss |"
+    ),
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def check_rows(
+    report: dict[str, Any], reference: float | None, tolerance: float, allow_oom: str = "transformers"
+) -> list[str]:
+    """Problems with a bench report: failed lit_ffn rows, non-finite losses, first losses away from ``reference``."""
+    problems = []
+    for res in report["results"]:
+        if "error" in res:
+            if not (res["impl"] == allow_oom and res["error"] == "out of memory"):
+                problems.append(f"{res['name']}: {res['error']}")
+            continue
+        if not (math.isfinite(res["first_loss"]) and math.isfinite(res["last_loss"])):
+            problems.append(f"{res['name']}: non-finite loss")
+        elif reference is not None and abs(res["first_loss"] - reference) > tolerance:
+            problems.append(f"{res['name']}: first loss {res['first_loss']:.4f} vs {reference:.4f}")
+    return problems
+
+
+def _lit(report: dict[str, Any], ffn: str = "SwiGLU") -> dict[str, Any] | None:
+    return next((r for r in report["results"] if r["impl"] == "lit_ffn" and r["ffn"] == ffn and "error" not in r), None)
+
+
+def run_throughput(ctx: Context) -> Result:
+    key, title = "throughput", "throughput: eager, compiled, transformers' Qwen3"
+    plan = ctx.plan
+    tolerance = FIRST_LOSS_TOLERANCE[plan.precision]
+    eager = run_bench(ctx, "--compare-hf")
+    lit = _lit(eager)
+    reference = lit["first_loss"] if lit else None
+    problems = check_rows(eager, reference, tolerance)
+    details = [*TABLE_HEAD, *rows(ctx, eager, "eager")]
+    data: dict[str, Any] = {"eager": eager}
+    compiled_note = ""
+    try:
+        compiled = run_bench(ctx, "--compile", "--compile-backend", ctx.compile_backend)
+    except Exception as err:
+        if plan.mode == "gpu":
+            raise
+        compiled_note = f"compiled: skipped ({type(err).__name__}: {str(err).strip().splitlines()[0][:200]})"
+        details.append(f"| lit_ffn SwiGLU | compiled | {compiled_note} | | | | | |")
+    else:
+        data["compiled"] = compiled
+        details += rows(ctx, compiled, f"compiled ({ctx.compile_backend})")
+        problems += check_rows(compiled, reference, tolerance)
+    if problems:
+        return Result(key, title, FAIL, "; ".join(problems), details, data)
+    parts = []
+    best = _lit(data["compiled"]) if "compiled" in data else None
+    for label, res in (("eager", lit), (f"compiled ({ctx.compile_backend})", best)):
+        if res is not None:
+            mfu = f", MFU {100 * res['mfu']:.1f}%" if res["mfu"] is not None else ""
+            parts.append(f"{label} {res['tokens_per_s']:,.0f} tok/s{mfu}")
+    for ratio in eager["ratios"]:
+        parts.append(f"{ratio['tokens_per_s_ratio']:.2f}× transformers (eager)")
+    hf = next((r for r in eager["results"] if r["impl"] == "transformers"), None)
+    if hf is not None and "error" in hf:
+        parts.append(f"transformers: {hf['error']}")
+    if compiled_note:
+        parts.append(compiled_note)
+    data["targets"] = throughput_targets(lit, best, eager)
+    return Result(key, title, PASS, "; ".join(parts), details, data)
+
+
+def throughput_targets(lit: dict | None, compiled: dict | None, eager: dict[str, Any]) -> dict[str, Any]:
+    """docs/benchmarks.md's GPU targets: MFU ≥ 45% (best lit_ffn row), ≥ 1.3× transformers' tokens/s."""
+    best = max((r for r in (lit, compiled) if r is not None), key=lambda r: r["tokens_per_s"], default=None)
+    hf = next((r for r in eager["results"] if r["impl"] == "transformers" and "error" not in r), None)
+    out: dict[str, Any] = {}
+    if best is not None and best["mfu"] is not None:
+        out["mfu"] = {"value": best["mfu"], "target": MFU_TARGET, "met": best["mfu"] >= MFU_TARGET, "row": best["name"]}
+    if best is not None and hf is not None:
+        ratio = best["tokens_per_s"] / hf["tokens_per_s"]
+        out["hf_ratio"] = {"value": ratio, "target": HF_RATIO_TARGET, "met": ratio >= HF_RATIO_TARGET}
+    return out
+
+
+def run_ffn(ctx: Context) -> Result:
+    key, title = "ffn", "DynamicGEGLU vs GEGLU step time"
+    report = run_bench(ctx, "--ffn", "geglu", "dynamic_geglu")
+    details = [*TABLE_HEAD, *rows(ctx, report, "config (eager)")]
+    problems = check_rows(report, None, 0.0, allow_oom="")
+    geglu, dynamic = _lit(report, "GEGLU"), _lit(report, "DynamicGEGLU")
+    if problems or geglu is None or dynamic is None:
+        return Result(key, title, FAIL, "; ".join(problems) or "a row is missing", details, {"bench": report})
+    ratio = dynamic["step_time_s"]["median"] / geglu["step_time_s"]["median"]
+    data = {
+        "bench": report,
+        "ratio": ratio,
+        "target": {"value": ratio, "target": DYNAMIC_GEGLU_TARGET, "met": ratio <= DYNAMIC_GEGLU_TARGET},
+    }
+    summary = (
+        f"DynamicGEGLU / GEGLU step time {ratio:.3f} ({dynamic['step_time_s']['median'] * 1e3:.1f} vs "
+        f"{geglu['step_time_s']['median'] * 1e3:.1f} ms)"
+    )
+    return Result(key, title, PASS, summary, details, data)
+
+
+__all__ = ["bench_argv", "check_rows", "run_bench", "run_ffn", "run_throughput", "throughput_targets"]
