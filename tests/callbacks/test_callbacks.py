@@ -270,7 +270,9 @@ def test_fsdp2_sharded_scalars_are_gathered(monkeypatch) -> None:
     from torch.distributed.fsdp import fully_shard
 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "29531")
+    from tests.scaleout_helpers import _free_port
+
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))  # a fixed port collides with other runs on the machine
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
         ffn = DynamicGEGLU(DIM)
