@@ -186,8 +186,8 @@ class TuningReport:
                     ax.plot([chosen_x], [choice.mean_loss], marker="*", markersize=14, color=colors(i), linestyle="")
                 if numeric and tuning.log_scale(values):
                     ax.set_xscale("log")
-                if not numeric:
-                    ax.set_xticks(xs, values)
+                    ax.minorticks_off()
+                ax.set_xticks(xs, values)  # the values as the user wrote them
                 ax.set_xlabel(key)
                 ax.set_ylabel("final val/loss (mean over tuning seeds)")
                 ax.set_title(f"{rung}: {key}" if rung else key, fontsize=9)
