@@ -31,6 +31,7 @@ one above, unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -199,16 +200,18 @@ class Attention(nn.Module):
         k = self.k_norm(self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim)).transpose(1, 2)  # (B, K, T, E)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, K, T, E)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if kv is not None:  # incremental decoding (lit_ffn.inference.generate)
-            y = self._attend_cached(q, k, v, kv)
-        else:
-            grouped = self.n_heads != self.n_kv_heads
-            if grouped and self.sdpa_gqa == "expand":  # (B, K, T, E) -> (B, H, T, E): kv head j serves heads j·H/K …
-                repeats = self.n_heads // self.n_kv_heads
-                k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
-                grouped = False
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=grouped)
+        y = self._sdpa(q, k, v, is_causal=True) if kv is None else self._attend_cached(q, k, v, kv)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
+
+    def _sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """SDPA of queries (B, H, T, E) over K kv heads (B, K, S, E), grouped as ``sdpa_gqa`` says
+        (the one place both the training and the cached decoding path go through)."""
+        grouped = self.n_heads != self.n_kv_heads
+        if grouped and self.sdpa_gqa == "expand":  # (B, K, S, E) -> (B, H, S, E): kv head j serves heads j·H/K …
+            repeats = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
+            grouped = False
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=grouped, **kwargs)
 
     def _attend_cached(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv: LayerKV) -> torch.Tensor:
         """Attention of T new queries (B, H, T, E) over P cached + T new keys: query i (position P + i) sees
@@ -216,13 +219,12 @@ class Attention(nn.Module):
         token (T = 1) sees every key, so needs no mask."""
         past = kv.length
         k, v = kv.append(k, v)
-        gqa = self.n_heads != self.n_kv_heads
         if past == 0:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+            return self._sdpa(q, k, v, is_causal=True)
         if q.shape[2] == 1:
-            return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+            return self._sdpa(q, k, v)
         mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril(diagonal=past)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+        return self._sdpa(q, k, v, attn_mask=mask)
 
 
 class Block(nn.Module):
