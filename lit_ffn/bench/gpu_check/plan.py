@@ -57,7 +57,9 @@ class Plan:
     #: the steps AFTER the first resumed one (:func:`lit_ffn.bench.gpu_check.fits.compare`).  The first
     #: resumed step is always compared bit for bit: its loss is a forward pass of the restored weights
     #: on the same batch, and forward kernels (cuBLAS GEMMs, flash-attention forward, embedding
-    #: gather) sum in a fixed order.  0 on CPU (bitwise, as tests/distributed/test_resume.py shows).
+    #: gather) sum in a fixed order, and inductor's generated kernels with their autotuned configs
+    #: come from one cache both runs share (``fits.launch``: ``TORCHINDUCTOR_CACHE_DIR``).
+    #: 0 on CPU (bitwise, as tests/distributed/test_resume.py shows).
     #: On CUDA the backward of flash attention and of the embedding (index_add_) sums with atomics,
     #: so from the second resumed step on the two runs may drift by rounding: 1e-2 nats (0.1% of a
     #: ~10-nat loss) bounds that drift over ten bf16 steps with room, while a lost optimizer state or
