@@ -181,13 +181,13 @@ def check(argv: list[str], log: Callable[[str], None] | None = None) -> tuple[in
     combined_log.write_text("")  # this run's log tails only
     mode = plan_mode(args)
     pre = preflight.run(mode, compiles(args, mode), work_dir)
-    log(f"gpu_check: {pre.status} preflight: {pre.summary}")
-    if pre.status == FAIL:
+    if pre.status == FAIL:  # its FAIL line below is the one line on the console
         plan = make_plan(args, 0, mode)
         facts = {"command": " ".join(args.command), "budget_s": None}
         write(args, facts, plan, [pre], keys, time.monotonic() - start)
         print("\n".join(final_lines([pre])), flush=True)
         return 1, [pre]
+    log(f"gpu_check: {pre.status} preflight: {pre.summary}")
     data_dir = Path(args.data_dir).expanduser().absolute()
     vocab = dataset_vocab(data_dir, args.data_dir == DEFAULT_DATA, log)
     plan = make_plan(args, vocab, mode)
