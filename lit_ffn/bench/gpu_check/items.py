@@ -9,6 +9,7 @@ numbers (``data``, for the JSON file).
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -51,7 +52,12 @@ class Context:
     sdpa_gqa: str = "native"
     matmul_flops: float | None = None  # the device's measured dense-matmul rate in the compute dtype
     deadline: float = float("inf")  # time.monotonic() after which no item starts
+    #: when the running item should be done: the deadline less the later items' shares (set by the CLI)
+    item_deadline: float = float("inf")
     log: Callable[[str], None] = print
+    #: the combined log of the fits' processes (``--out-dir``), or None
+    combined_log: Path | None = None
+    _log_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def configs(self) -> list[str]:
@@ -65,6 +71,13 @@ class Context:
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
+
+    def append_log(self, title: str, text: str) -> None:
+        """Append ``text`` under a ``==== title`` line to the combined log (threads may call at once)."""
+        if self.combined_log is None:
+            return
+        with self._log_lock, open(self.combined_log, "a") as f:
+            f.write(f"==== {title}\n{text.rstrip()}\n\n")
 
 
 @dataclass(frozen=True)
@@ -97,8 +110,9 @@ def run_item(item: Item, ctx: Context, keys: list[str]) -> list[Result]:
         results = out if isinstance(out, list) else [out]
     except Skip as skip:
         results = [Result(key, item.title, SKIP, str(skip)) for key in keys]
-    except Exception as err:  # noqa: BLE001 - one item's failure is its FAIL line; the others still run
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - one item's failure is its FAIL line; the others still run
         ctx.log(traceback.format_exc())
+        ctx.append_log(f"{', '.join(keys)}: traceback", traceback.format_exc())
         results = [Result(key, item.title, FAIL, f"{type(err).__name__}: {first_line(err)}") for key in keys]
     if len(results) == 1:  # a group's results time themselves
         results[0].seconds = time.monotonic() - start

@@ -51,11 +51,24 @@ class Plan:
     fit_devices: int
     fit_compile: bool
     fit_workers: int
+    #: validation blocks the fits ask for; :func:`fit_data_blocks` lowers it to what the dataset holds
     fit_val_blocks: int
-    #: largest |loss difference| (nats) between a resumed and the uninterrupted run that passes:
-    #: 0 on CPU (bitwise, as tests/distributed/test_resume.py shows); on CUDA some kernels
-    #: (flash-attention backward, index_add_) sum with atomics, so later steps may differ slightly
+    #: largest |loss difference| (nats) between a resumed and the uninterrupted run that passes, for
+    #: the steps AFTER the first resumed one (:func:`lit_ffn.bench.gpu_check.fits.compare`).  The first
+    #: resumed step is always compared bit for bit: its loss is a forward pass of the restored weights
+    #: on the same batch, and forward kernels (cuBLAS GEMMs, flash-attention forward, embedding
+    #: gather) sum in a fixed order, and inductor's generated kernels with their autotuned configs
+    #: come from one cache both runs share (``fits.launch``: ``TORCHINDUCTOR_CACHE_DIR``).
+    #: 0 on CPU (bitwise, as tests/distributed/test_resume.py shows).
+    #: On CUDA the backward of flash attention and of the embedding (index_add_) sums with atomics,
+    #: so from the second resumed step on the two runs may drift by rounding: 1e-2 nats (0.1% of a
+    #: ~10-nat loss) bounds that drift over ten bf16 steps with room, while a lost optimizer state or
+    #: schedule moves the loss by far more; the report records every step's difference, so the first
+    #: GPU run shows the real drift (tighten the tolerance from it).
     resume_tolerance: float
+    #: per-block torch.compile for FSDP1 (``fit-fsdp``): off on GPU, as configs/strategy/fsdp.yaml
+    #: ships it ("model.compile is untested with FSDP1"): the check verifies the config users run
+    fit_compile_fsdp1: bool = False
     #: torch threads of the in-process items (None: leave torch's default).  The tiny CPU shape runs
     #: best on one: on a shared 2-core machine two threads made its steps several times slower.
     torch_threads: int | None = None
@@ -77,10 +90,19 @@ class Plan:
         )
 
 
-def make_plan(args: argparse.Namespace, vocab_size: int) -> Plan:
-    """The plan for ``args`` (``--cpu``, or no CUDA: the CPU plan) with the fits' dataset vocabulary."""
-    gpu = torch.cuda.is_available() and not args.cpu
-    if gpu:
+def plan_mode(args: argparse.Namespace) -> str:
+    """``"gpu"`` or ``"cpu"``: ``--cpu`` forces CPU, ``--gpu`` forces GPU (the preflight then fails
+    where CUDA is missing, instead of a GPU machine quietly running the CPU mode), else CUDA decides."""
+    if getattr(args, "cpu", False):
+        return "cpu"
+    if getattr(args, "gpu", False):
+        return "gpu"
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def make_plan(args: argparse.Namespace, vocab_size: int, mode: str | None = None) -> Plan:
+    """The plan for ``args`` (:func:`plan_mode`, or ``mode`` if given) with the fits' dataset vocabulary."""
+    if (mode or plan_mode(args)) == "gpu":
         plan = Plan(
             mode="gpu",
             device=torch.device("cuda"),
@@ -102,7 +124,7 @@ def make_plan(args: argparse.Namespace, vocab_size: int) -> Plan:
             fit_compile=True,
             fit_workers=2,
             fit_val_blocks=16,
-            resume_tolerance=2e-3,
+            resume_tolerance=1e-2,
         )
     else:
         plan = Plan(
@@ -154,4 +176,47 @@ def write_shape_config(plan: Plan, path: Path, sdpa_gqa: str = "native") -> Path
     return path
 
 
-__all__ = ["PAPER_CONFIG", "REPO", "STRATEGY_CONFIGS", "TINY_MODEL", "Plan", "make_plan", "write_shape_config"]
+def fit_data_blocks(plan: Plan, data_dir: Path) -> str:
+    """Fit the plan's fits to the dataset at ``data_dir``: count its blocks of ``plan.seq_len + 1``
+    tokens and lower ``plan.fit_val_blocks`` to what the validation split holds (a multiple of the
+    fits' processes, so every rank validates on as many blocks); a one-line note of what it did.
+
+    Raises :class:`~lit_ffn.errors.UserError` (one line, before any GPU time is spent) where the
+    fits cannot run: fewer training blocks than one batch of every process, or no validation block.
+    The counts come from the dataset itself (litdata's view of its chunks, as ``lit_ffn fit`` sees
+    them), whatever tokenizer built it.
+    """
+    from lit_ffn.data.datamodule import TokenDataModule, ValBlocks
+    from lit_ffn.errors import UserError
+
+    data = TokenDataModule(str(data_dir), seq_len=plan.seq_len, batch_size=plan.fit_batch_size)
+    train, val = data.num_blocks("train"), data.num_blocks("val")
+    world = plan.fit_devices
+    where = f"--data-dir {data_dir} holds {train} training and {val} validation blocks of {plan.seq_len + 1} tokens"
+    if train < plan.fit_batch_size * world:
+        raise UserError(
+            f"{where}: the fits need {plan.fit_batch_size * world} training blocks (batch {plan.fit_batch_size} "
+            f"× {world} processes): use a larger dataset"
+        )
+    blocks = min(plan.fit_val_blocks, val) // world * world
+    if blocks < 1:
+        raise UserError(f"{where}: the fits' {world} processes need at least {world} validation blocks")
+    ValBlocks(data.location.split("val"), plan.seq_len + 1, blocks, plan.fit_batch_size, world_size=world)  # raises
+    note = f"{where}; the fits validate on {blocks}"
+    if blocks != plan.fit_val_blocks:
+        note += f" (the plan asked for {plan.fit_val_blocks})"
+    plan.fit_val_blocks = blocks
+    return note
+
+
+__all__ = [
+    "PAPER_CONFIG",
+    "REPO",
+    "STRATEGY_CONFIGS",
+    "TINY_MODEL",
+    "Plan",
+    "fit_data_blocks",
+    "make_plan",
+    "plan_mode",
+    "write_shape_config",
+]

@@ -7,6 +7,8 @@ come from a tiny model on a CPU and say nothing about a GPU.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from lit_ffn.bench.gpu_check.items import PASS, Result
@@ -21,6 +23,14 @@ TARGETS = (
     ("DynamicGEGLU step time ≤ 1.05× GEGLU", "ffn", "target", "{:.3f}×"),
     ("gate-statistics overhead ≤ 2% at the default cadence", "gates", "target", "{:+.3%}"),
 )
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a sibling temporary file and one ``os.replace``: a run
+    killed mid-write (the device call's time limit) leaves the previous complete report."""
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def cell(value: Any) -> str:
@@ -96,4 +106,4 @@ def render(facts: dict[str, Any], plan: Plan, results: list[Result], pending: li
     return "\n".join(lines)
 
 
-__all__ = ["NOT_MEASURED", "TARGETS", "cell", "final_lines", "render"]
+__all__ = ["NOT_MEASURED", "TARGETS", "atomic_write_text", "cell", "final_lines", "render"]
