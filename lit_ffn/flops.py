@@ -148,3 +148,20 @@ __all__ = [
     "peak_flops",
     "precision_dtype",
 ]
+
+
+def flop_shares(model: Any, seq_len: int) -> dict[str, float]:
+    """Shares of :func:`flops_per_token` spent in the FFNs, attention (projections + the causal score
+    term) and the LM head; ``other`` is the rest (norms' and FFN-internal gains' parameters).  Sums to 1."""
+    total = flops_per_token(model, seq_len)
+    ffn = 6.0 * sum(p.numel() for layer in model.layers for p in layer.ffn.parameters())
+    attention = 6.0 * sum(p.numel() for layer in model.layers for p in layer.attn.parameters())
+    if len(model.layers):
+        attn = model.layers[0].attn
+        attention += 6.0 * len(model.layers) * attn.n_heads * attn.head_dim * seq_len
+    head = 6.0 * (model.num_parameters() - model.num_parameters(exclude_embedding=True))
+    if model.lm_head is not None:  # untied: the head is a non-embedding matrix, the input table is not a matmul
+        head = 6.0 * model.lm_head.weight.numel()
+    shares = {"ffn": ffn / total, "attention": attention / total, "head": head / total}
+    shares["other"] = 1.0 - sum(shares.values())
+    return shares

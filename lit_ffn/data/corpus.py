@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 MIN_DOCSTRING_CHARS = 200
+#: Vocabularies at least this large get the Qwen3 tokenizer (151,669 ids; Qwen3 models pad to 151,936);
+#: smaller ones a byte-level BPE of exactly that size trained on the quickstart's training split.
+QWEN3_VOCAB = 151_669
 QUICKSTART_VAL_FRACTION = 0.05
 QUICKSTART_CHUNK_BYTES = 256 * 1024  # several chunks per split, so loader workers share the work
 # Directories of the standard library that hold tests, demos, bundled wheels or third-party code.
@@ -212,14 +215,23 @@ def _python_build_date() -> str:
     return ""
 
 
+def quickstart_vocab(model_vocab_size: int | None) -> int | None:
+    """The ``train_vocab_size`` of a quickstart dataset for a model of ``model_vocab_size`` ids: None (Qwen3's
+    tokenizer) for ``None`` or ≥ 151,669, else a byte-level BPE of exactly ``model_vocab_size`` ids."""
+    return None if model_vocab_size is None or model_vocab_size >= QWEN3_VOCAB else model_vocab_size
+
+
 def ensure_quickstart_dataset(
     data_dir: str | os.PathLike[str],
     tokenizer: str = "qwen3",
     val_fraction: float = QUICKSTART_VAL_FRACTION,
+    train_vocab_size: int | None = None,
 ) -> dict[str, Any]:
     """Return the meta of the dataset at ``data_dir``, building the quickstart corpus there if absent.
 
-    An existing complete dataset is left as it is, whatever its corpus.  Takes a few seconds.
+    ``train_vocab_size`` builds it with a byte-level BPE of that many ids trained on its training split
+    (``tokenizer`` is then ignored).  An existing complete dataset is left as it is, whatever its corpus.
+    Takes a few seconds.
     """
     try:
         return read_meta(data_dir)
@@ -230,7 +242,7 @@ def ensure_quickstart_dataset(
             raise missing from None  # e.g. an incomplete dataset: read_meta says what to do
     with tempfile.TemporaryDirectory(prefix="lit_ffn-quickstart-") as tmp:
         parquet = Path(tmp) / "quickstart.parquet"
-        documents = write_quickstart_parquet(parquet, tokenizer)
+        documents = write_quickstart_parquet(parquet, "qwen3" if train_vocab_size else tokenizer)
         description = (
             f"lit_ffn quickstart: pydoc_data.topics and standard-library docstrings of Python "
             f"{platform.python_version()} ({documents} documents)"
@@ -240,7 +252,8 @@ def ensure_quickstart_dataset(
             return prepare_dataset(
                 str(parquet),
                 data_dir,
-                tokenizer,
+                None if train_vocab_size else tokenizer,
+                train_vocab_size=train_vocab_size,
                 val_fraction=val_fraction,
                 chunk_bytes=QUICKSTART_CHUNK_BYTES,
                 extra_meta=extra,
@@ -249,7 +262,9 @@ def ensure_quickstart_dataset(
             return read_meta(data_dir)
 
 
-def ensure_quickstart_dataset_isolated(data_dir: str | os.PathLike[str], tokenizer: str = "qwen3") -> dict[str, Any]:
+def ensure_quickstart_dataset_isolated(
+    data_dir: str | os.PathLike[str], tokenizer: str = "qwen3", train_vocab_size: int | None = None
+) -> dict[str, Any]:
     """:func:`ensure_quickstart_dataset` run by ``python -m lit_ffn.data.corpus --ensure`` in a fresh interpreter.
 
     Why a child process: ``prepare`` forks its tokenizer workers (spawned ones would re-import torch,
@@ -268,7 +283,10 @@ def ensure_quickstart_dataset_isolated(data_dir: str | os.PathLike[str], tokeniz
     package_root = str(Path(__file__).resolve().parents[2])  # lit_ffn importable even when not installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
-        [sys.executable, "-m", "lit_ffn.data.corpus", "--ensure", str(data_dir), "--tokenizer", tokenizer],
+        [
+            *(sys.executable, "-m", "lit_ffn.data.corpus", "--ensure", str(data_dir), "--tokenizer", tokenizer),
+            *(("--vocab-size", str(train_vocab_size)) if train_vocab_size else ()),
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -296,11 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("parquet", nargs="?", help="write the corpus to this FineWeb-schema parquet file")
     target.add_argument("--ensure", metavar="DIR", help="prepare the quickstart dataset in DIR unless it has one")
     parser.add_argument("--tokenizer", default="qwen3")
+    parser.add_argument("--vocab-size", type=int, help="train a byte-level BPE of this size instead (--ensure)")
 
     def body() -> None:
         args = parser.parse_args(argv)
         if args.ensure:
-            meta = ensure_quickstart_dataset(args.ensure, args.tokenizer)
+            meta = ensure_quickstart_dataset(args.ensure, args.tokenizer, train_vocab_size=args.vocab_size)
             print(f"{args.ensure}: {meta.get('corpus', 'an existing dataset')}")
         else:
             print(write_quickstart_parquet(args.parquet, args.tokenizer), "documents written to", args.parquet)

@@ -249,11 +249,11 @@ class TokenDataModule(L.LightningDataModule):
         if self.quickstart:
             if self.location.remote:
                 raise UserError(f"data.quickstart builds a local dataset; data.data_dir={self.data_dir} is remote")
-            from lit_ffn.data.corpus import ensure_quickstart_dataset_isolated
+            from lit_ffn.data.corpus import ensure_quickstart_dataset_isolated, quickstart_vocab
 
             try:
                 read_meta(self.location.fsspec)
-                return  # built already
+                return  # built already (setup() checks that its vocabulary fits the model)
             except DatasetError:
                 pass
             rank_zero_info(
@@ -261,12 +261,24 @@ class TokenDataModule(L.LightningDataModule):
                 "docstrings, tokenized once; under a minute)"
             )
             start = time.perf_counter()
-            meta = ensure_quickstart_dataset_isolated(self.location.litdata)
+            meta = ensure_quickstart_dataset_isolated(
+                self.location.litdata, train_vocab_size=quickstart_vocab(self.vocab_size)
+            )
             splits = ", ".join(f"{name} {info['tokens']:,} tokens" for name, info in meta.get("splits", {}).items())
             rank_zero_info(f"lit_ffn: quickstart corpus ready in {time.perf_counter() - start:.1f} s ({splits})")
 
     def setup(self, stage: str) -> None:
         self.meta = read_meta(self.location.fsspec)
+        if (
+            self.vocab_size is not None
+            and self.meta.get("tokenizer_file")
+            and self.meta["vocab_size"] != self.vocab_size
+        ):
+            raise DatasetError(  # a trained vocabulary: no padding rows to allow for (docs/data.md)
+                f"dataset {self.data_dir} ships its own {self.meta['vocab_size']}-token vocabulary (prepare "
+                f"--train-tokenizer) but model.vocab_size={self.vocab_size}: set model.vocab_size="
+                f"{self.meta['vocab_size']}, or use a dataset prepared with --vocab-size {self.vocab_size}"
+            )
         if self.vocab_size is not None and self.meta["vocab_size"] > self.vocab_size:
             raise DatasetError(
                 f"dataset {self.data_dir} was tokenized with {self.meta.get('tokenizer')} "

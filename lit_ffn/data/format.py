@@ -5,6 +5,10 @@
     DIR/train/       litdata optimized dataset of int32 token ids (TokensLoader)
     DIR/val/         the same for the validation split
     DIR/meta.json    written last; see :func:`read_meta`
+    DIR/tokenizer.json   only with ``prepare --train-tokenizer``: the vocabulary, trained on train/ only
+
+``meta.json`` also holds the unigram reference line (``unigram_val_loss``, ``unigram_smoothing``;
+:func:`unigram_reference`).
 
 Readers import this module, never the writer (:mod:`lit_ffn.data.prepare`).
 """
@@ -82,6 +86,43 @@ def _missing_dataset_message(location: str) -> str:
             f"with `lit_ffn prepare --input <files> --output {target}` and set data.data_dir={target}"
         )
     return f"no prepared dataset at {location}: create it with `lit_ffn prepare --input <files> --output {location}`"
+
+
+def unigram_reference(meta: dict[str, Any]) -> float | None:
+    """Nats per validation token of the training split's add-α unigram model (``meta["unigram_val_loss"]``).
+
+    See :mod:`lit_ffn.data.prepare.unigram` for the exact definition; None for datasets prepared before
+    lit_ffn computed it (prepare them again to get it).
+    """
+    value = meta.get("unigram_val_loss")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def tokenizer_spec(data_dir: str, meta: dict[str, Any]) -> str:
+    """What :func:`~lit_ffn.data.tokenizer.load_tokenizer` needs to load the tokenizer of a dataset.
+
+    A dataset that ships its own ``tokenizer.json`` (``meta["tokenizer_file"]``, from
+    ``prepare --train-tokenizer``) gives that file's path (a remote one is copied to a local cache first,
+    named by its SHA-256); any other gives ``meta["tokenizer"]`` (``"qwen3"`` or the path prepare was given).
+    """
+    file = meta.get("tokenizer_file")
+    if not file:
+        return str(meta.get("tokenizer"))
+    location = resolve_data_dir(str(data_dir)).fsspec.rstrip("/")
+    if "://" not in location:
+        return str(Path(location) / file)
+    import hashlib
+    import tempfile
+
+    fs, path = filesystem(location)
+    data = fs.cat_file(f"{path}/{file}")
+    local = Path(tempfile.gettempdir()) / "lit_ffn-tokenizers" / f"{hashlib.sha256(data).hexdigest()}.json"
+    if not local.exists():
+        local.parent.mkdir(parents=True, exist_ok=True)
+        partial = local.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, local)  # atomic: a reader never sees half a file
+    return str(local)
 
 
 class _NoFilesystem(UserError):

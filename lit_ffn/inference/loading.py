@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import yaml
 
-from lit_ffn.data.format import DatasetError, read_meta
+from lit_ffn.data.format import DatasetError, read_meta, tokenizer_spec
 from lit_ffn.data.tokenizer import HFTokenizer, Tokenizer, load_tokenizer
 from lit_ffn.errors import UserError, first_line
 from lit_ffn.model import Decoder
@@ -270,7 +270,7 @@ def run_tokenizer(located: Located, override: str | None = None) -> Tokenizer:
             f"the run's dataset data.data_dir={data_dir} (from {located.run_dir / CONFIG_FILE}) cannot be read to name "
             f"its tokenizer ({err}); pass --tokenizer qwen3 or --tokenizer path/to/tokenizer.json"
         ) from None
-    spec, eos_id = meta.get("tokenizer"), meta.get("eos_id")
+    spec, eos_id = tokenizer_spec(data_dir, meta), meta.get("eos_id")
     try:
         tokenizer = load_tokenizer(spec)
         if isinstance(tokenizer, HFTokenizer) and eos_id is not None and tokenizer.eos_id != eos_id:

@@ -18,6 +18,8 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lit_ffn.data.format import unigram_reference
+
 
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
@@ -41,6 +43,12 @@ class RunSummary(Callback):
         batch, seq_len = getattr(datamodule, "batch_size", 0), getattr(datamodule, "seq_len", 0)
         self.tokens_per_step = int(batch) * int(seq_len) * trainer.accumulate_grad_batches * trainer.world_size
 
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """``val/unigram_reference``: the dataset's unigram line, next to ``val/loss`` in TensorBoard."""
+        reference = unigram_reference(getattr(trainer.datamodule, "meta", None) or {})
+        if reference is not None and not trainer.sanity_checking:
+            pl_module.log("val/unigram_reference", reference, rank_zero_only=True)
+
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.start_time is not None:
             self.seconds = time.perf_counter() - self.start_time
@@ -56,6 +64,7 @@ class RunSummary(Callback):
                 lines.append(f"  val/loss   {first:.4f} (step {first_step}) -> {last:.4f} (step {last_step})")
             else:
                 lines.append(f"  val/loss   {last:.4f} (step {last_step})")
+            lines += _reference_lines(getattr(trainer.datamodule, "meta", None) or {}, last)
         rate = f" ({tokens / self.seconds:,.0f} tokens/s)" if self.seconds > 0 and tokens else ""
         total = f", now at step {trainer.global_step}" if self.start_step else ""
         lines.append(
@@ -72,6 +81,19 @@ class RunSummary(Callback):
                 f"             lit_ffn validate --config {config} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}",
             ]
         return "\n".join(lines)
+
+
+def _reference_lines(meta: dict[str, Any], final: float) -> list[str]:
+    """The unigram reference of the dataset (if it has one) and whether the final val/loss beats it."""
+    reference = unigram_reference(meta)
+    if reference is None:
+        return []
+    verdict = (
+        f"beaten by {reference - final:.2f} nats"
+        if final < reference
+        else "NOT BEATEN: the model has learnt no more than token frequencies"
+    )
+    return [f"  unigram    {reference:.4f} (training-split token frequencies, docs/data.md): {verdict}"]
 
 
 __all__ = ["RunSummary"]

@@ -349,7 +349,15 @@ def test_the_quickstart_corpus_build_says_what_it_does(tmp_path, monkeypatch, ca
     from lit_ffn.data import corpus
 
     meta = {"splits": {"train": {"tokens": 1000}, "val": {"tokens": 50}}}
-    monkeypatch.setattr(corpus, "ensure_quickstart_dataset_isolated", lambda data_dir: meta)
+    asked = []
+    monkeypatch.setattr(
+        corpus,
+        "ensure_quickstart_dataset_isolated",
+        lambda data_dir, train_vocab_size: asked.append(train_vocab_size) or meta,
+    )
+    for vocab_size in (4096, 151_936, None):  # the model's vocabulary picks the quickstart's tokenizer
+        TokenDataModule(data_dir=str(tmp_path / "q"), quickstart=True, vocab_size=vocab_size).prepare_data()
+    assert asked == [4096, None, None]  # a 4096-token BPE trained on the corpus; Qwen3's; Qwen3's
     module = TokenDataModule(data_dir=str(tmp_path / "quickstart"), quickstart=True)
     with caplog.at_level(logging.INFO):
         module.prepare_data()

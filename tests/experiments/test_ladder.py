@@ -185,5 +185,11 @@ def test_the_shipped_ladders_parse_and_say_what_they_are(base: str, ladder: str)
         plain = {"trainer": dict(config.trainer), "data": dict(config.data)}
         plain["trainer"]["accumulate_grad_batches"] = 128 // int(config.data.batch_size) if "paper" in base else 1
         assert steps * _tokens_per_step(plain) == tokens, file.name
+        if "cpu" in ladder:  # issue 22's rule: >= 20 tokens per non-embedding parameter (rounded up to a
+            # whole step), warm-up <= 10% of the steps, the whole validation split
+            non_embedding = count_parameters(config.model).non_embedding
+            assert 20 <= tokens / non_embedding < 20 + _tokens_per_step(plain) / non_embedding, file.name
+            assert config.model.warmup_steps <= 0.1 * steps and config.data.val_blocks is None, file.name
+            assert config.trainer.val_check_interval == steps, file.name  # the final val/loss is at max_steps
         totals.append(total)
     assert totals == sorted(totals)  # the rungs grow

@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from lit_ffn.data.format import unigram_reference
+from lit_ffn.data.prepare.bpe import check_vocab_size
 from lit_ffn.data.prepare.errors import PrepareError
 from lit_ffn.data.prepare.inspect import inspect_dataset
 from lit_ffn.data.prepare.pipeline import prepare_dataset
@@ -39,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="files, directories, globs or fsspec URLs (hf://, s3://); repeatable",
     )
     parser.add_argument("--output", metavar="DIR", help="dataset directory to create")
-    parser.add_argument("--tokenizer", default="qwen3", help="'qwen3' (default) or a path to a tokenizer.json")
+    parser.add_argument("--tokenizer", help="'qwen3' (default) or a path to a tokenizer.json")
+    parser.add_argument(
+        "--train-tokenizer",
+        action="store_true",
+        help="train a byte-level BPE of --vocab-size ids on the training split only and ship it as DIR/tokenizer.json",
+    )
+    parser.add_argument("--vocab-size", metavar="N", help="ids of the --train-tokenizer vocabulary (at least 257)")
     parser.add_argument("--eos-token", help="end-of-document token of a tokenizer.json (default: a known one)")
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--val-docs", type=int, metavar="N", help="about N validation documents")
@@ -83,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             args.input,
             args.output,
             args.tokenizer,
+            train_vocab_size=_train_vocab_size(args),
             val_fraction=args.val_fraction,
             val_docs=args.val_docs,
             num_workers=args.num_workers,
@@ -96,9 +105,29 @@ def main(argv: list[str] | None = None) -> int:
     return run_tool(parser.prog, body)  # PrepareError, DatasetError, TokenizerError: one line
 
 
+def _train_vocab_size(args: argparse.Namespace) -> int | None:
+    """``--vocab-size`` as an int when ``--train-tokenizer`` is given (one-line errors otherwise)."""
+    if args.vocab_size is None:
+        if args.train_tokenizer:
+            raise PrepareError("--train-tokenizer needs --vocab-size N (e.g. --vocab-size 4096)")
+        return None
+    if not args.train_tokenizer:
+        raise PrepareError("--vocab-size sizes a trained tokenizer: add --train-tokenizer")
+    try:
+        size = int(args.vocab_size)
+    except ValueError:
+        raise PrepareError(f"--vocab-size must be a positive integer, got {args.vocab_size!r}") from None
+    return check_vocab_size(size)
+
+
 def _summary(output: str, meta: Mapping[str, Any]) -> str:
     splits = ", ".join(
         f"{split}: {info['documents']:,} docs / {info['tokens']:,} tokens" for split, info in meta["splits"].items()
     )
     skipped = ", ".join(f"{count:,} {reason}" for reason, count in meta["skipped"].items() if count) or "none"
-    return f"wrote {output} ({meta['tokenizer']}, {splits}; skipped rows: {skipped}; {meta['prepare_seconds']} s)"
+    unigram = unigram_reference(dict(meta))
+    reference = f"; unigram reference {unigram:.3f} nats/token" if unigram is not None else ""
+    return (
+        f"wrote {output} ({meta['tokenizer']}, vocabulary {meta['vocab_size']:,}, {splits}; skipped rows: {skipped}"
+        f"{reference}; {meta['prepare_seconds']} s)"
+    )

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lit_ffn.data.format import SPLITS, read_meta
+from lit_ffn.data.format import SPLITS, read_meta, tokenizer_spec
 from lit_ffn.data.tokenizer import Tokenizer, load_tokenizer
 
 
@@ -47,7 +47,7 @@ def inspect_dataset(data_dir: str, samples: int = 3, block_size: int = 257, out:
     out = out or sys.stdout
     meta = read_meta(data_dir)
     print(json.dumps({key: value for key, value in meta.items() if key != "inputs"}, indent=2), file=out)
-    tok = load_tokenizer(meta["tokenizer"])
+    tok = load_tokenizer(tokenizer_spec(data_dir, meta))
     for split in SPLITS:
         blocks = sample_blocks(data_dir, split, block_size, samples)
         if not blocks:

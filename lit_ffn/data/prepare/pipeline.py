@@ -44,11 +44,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lit_ffn.data.format import DTYPE, FORMAT, FORMAT_VERSION, SPLITS
+from lit_ffn.data.prepare.bpe import TOKENIZER_FILE, check_vocab_size, train_bpe, training_texts
 from lit_ffn.data.prepare.documents import default_val_fraction, val_threshold
 from lit_ffn.data.prepare.errors import PrepareError
 from lit_ffn.data.prepare.publish import check_output, cleanup_leftovers, publish, staging_dir
 from lit_ffn.data.prepare.sources import Source, WorkItem, count_rows, plan_work, resolve_inputs
+from lit_ffn.data.prepare.unigram import UNIGRAM_SMOOTHING, token_counts, unigram_cross_entropy
 from lit_ffn.data.prepare.workers import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_CHUNK_BYTES,
@@ -58,6 +62,7 @@ from lit_ffn.data.prepare.workers import (
     ValShard,
     optimize_split,
     pause_point,
+    read_train_counts,
     read_val_shard,
     tokenize_item,
 )
@@ -70,12 +75,13 @@ _MAX_META_INPUTS = 1000
 def prepare_dataset(
     inputs: str | Sequence[str],
     output_dir: str | os.PathLike[str],
-    tokenizer: str = "qwen3",
+    tokenizer: str | None = None,
     val_fraction: float | None = None,
     val_docs: int | None = None,
     num_workers: int = 1,
     overwrite: bool = False,
     *,
+    train_vocab_size: int | None = None,
     eos_token: str | None = None,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -88,12 +94,14 @@ def prepare_dataset(
     Args:
         inputs: files, directories, globs or fsspec URLs (see :func:`resolve_inputs`).
         output_dir: local directory to create (or replace, with ``overwrite``).
-        tokenizer: a :func:`~lit_ffn.data.tokenizer.load_tokenizer` spec.
+        tokenizer: a :func:`~lit_ffn.data.tokenizer.load_tokenizer` spec (default ``"qwen3"``).
         val_fraction: expected fraction of documents in validation, in (0, 1).
         val_docs: expected number of validation documents (alternative to ``val_fraction``);
             by default :func:`default_val_fraction`.
         num_workers: tokenizer processes.
         overwrite: replace an existing dataset (only once the new one is complete).
+        train_vocab_size: train a byte-level BPE of this many ids on the training split
+            (:mod:`~lit_ffn.data.prepare.bpe`) and ship it as ``output_dir/tokenizer.json``; excludes ``tokenizer``.
         eos_token: end-of-document token of a ``tokenizer.json`` (Qwen: ``<|endoftext|>``).
         chunk_bytes: target size of a litdata chunk file.
         batch_rows: rows read and tokenized at a time per worker (bounds memory).
@@ -102,7 +110,9 @@ def prepare_dataset(
         verbose: print a start line and per-worker progress (every 30 s) to stderr.
 
     Returns:
-        The meta dictionary, as written to ``output_dir/meta.json``.
+        The meta dictionary, as written to ``output_dir/meta.json``; besides the counts it holds
+        ``unigram_val_loss`` / ``unigram_smoothing`` (:mod:`~lit_ffn.data.prepare.unigram`) and, for a
+        trained tokenizer, ``tokenizer_file`` / ``tokenizer_training``.
 
     Raises:
         PrepareError: bad arguments or inputs, output in the way, or an empty split.
@@ -111,8 +121,16 @@ def prepare_dataset(
     started = time.perf_counter()
     output = Path(output_dir).expanduser().absolute()
     _check_arguments(str(output_dir), val_fraction, val_docs, num_workers, chunk_bytes, batch_rows)
+    if train_vocab_size is not None:
+        check_vocab_size(train_vocab_size)
+        if tokenizer is not None or eos_token is not None:
+            raise PrepareError(
+                "--train-tokenizer trains its own vocabulary: drop --tokenizer / --eos-token, or drop --train-tokenizer"
+            )
+    tokenizer = "qwen3" if tokenizer is None else tokenizer
     check_output(output, overwrite)
-    tok = load_tokenizer(tokenizer, eos_token)  # fail fast on a bad spec; forked workers reuse it
+    if train_vocab_size is None:
+        tok = load_tokenizer(tokenizer, eos_token)  # fail fast on a bad spec; forked workers reuse it
     sources = resolve_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
     items = plan_work(sources)
     if not items:
@@ -131,6 +149,13 @@ def prepare_dataset(
     cleanup_leftovers(output)
     staging = staging_dir(output)
     try:
+        training = None
+        if train_vocab_size is not None:
+            staging.mkdir()
+            tokenizer = str(staging / TOKENIZER_FILE)
+            texts = training_texts(items, val_threshold(fraction), batch_rows)
+            training = train_bpe(texts, train_vocab_size, Path(tokenizer))
+            tok = load_tokenizer(tokenizer)
         job = Job(
             tokenizer,
             eos_token,
@@ -141,8 +166,12 @@ def prepare_dataset(
             num_items=len(items),
             verbose=verbose,
         )
-        stats = _write_splits(items, job, staging / "dataset", num_workers, chunk_bytes, start_method)
+        stats, unigram = _write_splits(items, job, staging / "dataset", num_workers, chunk_bytes, start_method, tok)
         meta = _build_meta(tok, sources, stats, fraction, extra_meta, time.perf_counter() - started)
+        meta.update(unigram)
+        if training is not None:
+            shutil.move(tokenizer, staging / "dataset" / TOKENIZER_FILE)
+            meta.update(tokenizer=TOKENIZER_FILE, tokenizer_file=TOKENIZER_FILE, tokenizer_training=training)
         (staging / "dataset" / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         pause_point("meta")
         publish(staging, output, overwrite)
@@ -152,11 +181,18 @@ def prepare_dataset(
 
 
 def _write_splits(
-    items: list[WorkItem], job: Job, dataset: Path, num_workers: int, chunk_bytes: int, start_method: str | None
-) -> Stats:
-    """Write ``dataset/train`` (tokenizing every item) then ``dataset/val`` (from the side files)."""
+    items: list[WorkItem],
+    job: Job,
+    dataset: Path,
+    num_workers: int,
+    chunk_bytes: int,
+    start_method: str | None,
+    tok: Tokenizer,
+) -> tuple[Stats, dict[str, float]]:
+    """Write ``dataset/train`` (tokenizing every item) then ``dataset/val`` (from the side files); the
+    counters and the unigram reference's meta keys."""
     work = Path(job.work_dir)
-    for directory in (dataset, work / "val", work / "stats"):
+    for directory in (dataset, work / "val", work / "stats", work / "counts"):
         directory.mkdir(parents=True)
     optimize_split(
         functools.partial(tokenize_item, job=job),
@@ -180,7 +216,14 @@ def _write_splits(
     )
     for split in SPLITS:
         _check_written_tokens(dataset / split, stats.tokens[split])
-    return stats
+    train_counts = read_train_counts(work, tok.vocab_size)
+    if int(train_counts.sum()) != stats.tokens["train"]:
+        raise RuntimeError(f"internal error: counted {train_counts.sum()} training tokens of {stats.tokens['train']}")
+    val_counts = sum(
+        (token_counts(np.load(shard.path), tok.vocab_size) for shard in shards), np.zeros(tok.vocab_size, np.int64)
+    )
+    unigram = unigram_cross_entropy(train_counts, val_counts, UNIGRAM_SMOOTHING)
+    return stats, {"unigram_val_loss": unigram, "unigram_smoothing": UNIGRAM_SMOOTHING}
 
 
 def _check_arguments(

@@ -16,6 +16,7 @@ import numpy as np
 from lit_ffn.data.format import SPLITS
 from lit_ffn.data.prepare.documents import SKIP_REASONS, Skip, clean_text, is_val, iter_raw_batches
 from lit_ffn.data.prepare.sources import WorkItem
+from lit_ffn.data.prepare.unigram import token_counts
 from lit_ffn.data.tokenizer import Tokenizer, load_tokenizer
 
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
@@ -75,13 +76,16 @@ def tokenize_item(item: WorkItem, job: Job) -> Iterator[Any]:
     _WORKER_PROGRESS.begin()
     stats = Stats()
     val_parts: list[np.ndarray] = []
+    counts = np.zeros(tokenizer.vocab_size, dtype=np.int64)
     for raw_batch in iter_raw_batches(item, job.batch_rows):
         split_texts = _split_batch(raw_batch, job.threshold, stats)
         train = _encode_documents(tokenizer, split_texts["train"], stats, "train")
+        counts += token_counts(train, tokenizer.vocab_size)
         val_parts.append(_encode_documents(tokenizer, split_texts["val"], stats, "val"))
         for start in range(0, len(train), job.max_item_tokens):
             yield torch.from_numpy(train[start : start + job.max_item_tokens])
             pause_point("tokenize")
+    _TRAIN_COUNTS.add(Path(job.work_dir), counts)
     _write_side_files(Path(job.work_dir), item.index, np.concatenate(val_parts or [_EMPTY]), stats)
     if job.verbose:
         _WORKER_PROGRESS.report(stats, job.num_items)
@@ -122,6 +126,40 @@ class _WorkerProgress:
 
 
 _WORKER_PROGRESS = _WorkerProgress()
+
+
+class _TrainCounts:
+    """Training-split token counts of this worker process, summed over its items (for the unigram reference).
+
+    One ``counts/<pid>.npy`` per process, rewritten after each item (written to a temporary name, then
+    renamed), rather than one file per item: a FineWeb prepare has thousands of items and Qwen's counts
+    are 1.2 MB each.  The parent sums the files (:func:`read_train_counts`).
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple[int, Path] | None = None
+        self.counts: np.ndarray | None = None
+
+    def add(self, work_dir: Path, counts: np.ndarray) -> None:
+        if self.key != (os.getpid(), work_dir) or self.counts is None:  # a new process or a new prepare
+            self.key, self.counts = (os.getpid(), work_dir), np.zeros_like(counts)
+        self.counts += counts
+        final = work_dir / "counts" / f"{os.getpid()}.npy"
+        partial = final.with_name(f"{os.getpid()}.partial.npy")
+        np.save(partial, self.counts)
+        os.replace(partial, final)
+
+
+_TRAIN_COUNTS = _TrainCounts()
+
+
+def read_train_counts(work_dir: Path, vocab_size: int) -> np.ndarray:
+    """The training split's ``(vocab_size,)`` token counts, summed over the worker processes' files."""
+    total = np.zeros(vocab_size, dtype=np.int64)
+    for file in sorted((work_dir / "counts").glob("*.npy")):
+        if not file.name.endswith(".partial.npy"):
+            total += np.load(file)
+    return total
 
 
 def _split_batch(raw_batch: Sequence[object], threshold: int, stats: Stats) -> dict[str, list[str]]:
