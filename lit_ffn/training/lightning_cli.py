@@ -36,6 +36,7 @@ from lit_ffn.training.checks import (
     resolve_auto,
     trainer_error,
 )
+from lit_ffn.training.console import quiet_lightning_console
 from lit_ffn.training.logger import CLASS_PATH as LOGGER_CLASS_PATH
 from lit_ffn.training.logger import LIGHTNING_CLASS_PATH
 from lit_ffn.training.module import LitDecoder
@@ -101,6 +102,7 @@ class LitFFNCLI(LightningCLI):
     """
 
     def __init__(self, *args, **kwargs) -> None:
+        quiet_lightning_console()  # no promotion lines, no lines about devices this machine lacks
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("save_config_callback", SaveRunConfig)
