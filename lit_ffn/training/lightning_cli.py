@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_ffn.callbacks.logging_step import LoggingStepAlignment
 from lit_ffn.callbacks.model_summary import ModelSummary
 from lit_ffn.callbacks.progress import StepProgressBar
 from lit_ffn.data.datamodule import TokenDataModule
@@ -144,6 +145,7 @@ class LitFFNCLI(LightningCLI):
         self.graceful_stop, self.run_summary = GracefulStop(), RunSummary()
         if self.subcommand in (None, "fit"):
             trainer.callbacks += [self.graceful_stop, self.run_summary]
+            trainer.callbacks.insert(0, LoggingStepAlignment())  # first: before any callback logs a step
         trainer.callbacks[:] = [_with_lit_ffn_console(callback) for callback in trainer.callbacks]
         return trainer
 
