@@ -14,12 +14,17 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from lit_ffn._lightning import logging_step
 from lit_ffn.callbacks import gate_stats
 from lit_ffn.errors import UserError
+
+
+def _has_histograms(logger: Any) -> bool:
+    """Whether the logger's experiment writes histograms (TensorBoard's ``SummaryWriter.add_histogram``)."""
+    return getattr(getattr(logger, "experiment", None), "add_histogram", None) is not None
 
 
 def gate_recorders(pl_module: nn.Module) -> list[nn.Module]:
@@ -222,6 +227,19 @@ class GateStatistics(Callback):
             self.compiled == "auto" and has_activation_checkpointing(pl_module)
         )
         self._last_step = trainer.max_steps - 1 if trainer.max_steps and trainer.max_steps > 0 else None
+        if self.histogram_every_n_steps > 0 and self._probes:
+            self._say_where_histograms_go(trainer)
+
+    @staticmethod
+    def _say_where_histograms_go(trainer: Trainer) -> None:
+        """Once per fit: which loggers get no histograms (they have no ``add_histogram``, e.g. CSV)."""
+        without = [type(logger).__name__ for logger in trainer.loggers if not _has_histograms(logger)]
+        if without:
+            where = "no logger of this run" if len(without) == len(trainer.loggers) else "TensorBoard only"
+            rank_zero_info(
+                f"GateStatistics: {', '.join(without)} cannot store histograms, so gate histograms go to {where}; "
+                "the statistics (gates/layer_XX/*) are logged to every logger"
+            )
 
     def observers_installed(self) -> int:
         """How many FFNs currently have this callback's observer (tests; 0 outside logging steps)."""
@@ -323,9 +341,9 @@ class GateStatistics(Callback):
 
     def _log_histograms(self, trainer: Trainer, step: int) -> None:
         for logger in trainer.loggers:
-            add_histogram = getattr(getattr(logger, "experiment", None), "add_histogram", None)
-            if add_histogram is None:
+            if not _has_histograms(logger):
                 continue
+            add_histogram = logger.experiment.add_histogram
             for layer, (_, probe) in enumerate(self._probes):
                 for name, acc in probe.accumulators.items():
                     add_histogram(f"gates/layer_{layer:02d}/{name}", acc.sample.cpu(), global_step=step)
