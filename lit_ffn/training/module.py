@@ -24,6 +24,10 @@ from lit_ffn.training.optim import Schedule, lr_multiplier, unwrapped_parameter_
 from lit_ffn.training.schedule import DecayStartCheckpoint, realign_learning_rates
 
 
+#: The learning rate's tag prefix (LearningRateMonitor adds ``/decay`` and ``/no_decay``, the parameter groups).
+LR_TAG = "train/lr"
+
+
 class LitDecoder(L.LightningModule):
     """Trains :class:`lit_ffn.model.Decoder` with AdamW and warmup + cosine (or warmup-stable-decay).
 
@@ -256,7 +260,10 @@ class LitDecoder(L.LightningModule):
             optimizer,
             lambda step: lr_multiplier(kind, step, hp.warmup_steps, int(total_steps), hp.min_lr_ratio, decay_fraction),
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        # "name": LearningRateMonitor's tag, train/lr/<param group>: in TensorBoard's `train` group, next to the
+        # loss and throughput (Lightning's default, lr-AdamW/…, is a group of its own: docs/gates.md)
+        scheduler = {"scheduler": schedule, "interval": "step", "name": LR_TAG}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # ------------------------------------------------------------------ facts
     def num_parameters(self) -> int:

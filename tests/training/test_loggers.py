@@ -49,8 +49,8 @@ def test_a_csv_run_has_the_run_layout_the_summary_and_the_gate_statistics(
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     columns = set(rows[0])
-    assert {"train/loss", "val/loss", "gates/layer_00/gate_mean", "gates/layer_01/gate_std"} <= columns
-    assert sorted({int(r["step"]) for r in rows if r["gates/layer_00/gate_mean"]}) == [0, 1, 2, 3]
+    assert {"train/loss", "val/loss", "z_gates/layer_00/gate_mean", "z_gates/layer_01/gate_std"} <= columns
+    assert sorted({int(r["step"]) for r in rows if r["z_gates/layer_00/gate_mean"]}) == [0, 1, 2, 3]
     assert [float(r["val/loss"]) for r in rows if r["val/loss"]] and all(
         float(r["train/loss"]) > 0 for r in rows if r["train/loss"]
     )
@@ -58,7 +58,7 @@ def test_a_csv_run_has_the_run_layout_the_summary_and_the_gate_statistics(
     notes = [line for line in lines if "cannot store histograms" in line]
     note = (
         "GateStatistics: CSVLogger cannot store histograms, so gate histograms go to no logger of this run; "
-        "the statistics (gates/layer_XX/*) are logged to every logger"
+        "the statistics (z_gates/layer_XX/*) are logged to every logger"
     )
     assert notes == [note]  # said once, not per histogram step
 
