@@ -21,7 +21,6 @@ from lit_ffn._lightning import logging_step
 from lit_ffn.callbacks import gate_stats
 from lit_ffn.errors import UserError
 
-
 #: The group of every gate tag.  TensorBoard orders groups (the part before the first ``/``) alphabetically
 #: and opens the first two: the ``z_`` puts the dozens of gate cards after ``train/`` (loss, lr, throughput) and
 #: ``val/``, which then open first (docs/gates.md, "What the first screen shows").  Runs before this change

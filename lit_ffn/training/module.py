@@ -23,7 +23,6 @@ from lit_ffn.training.guards import NonFiniteGuard, NonFiniteMode
 from lit_ffn.training.optim import Schedule, lr_multiplier, unwrapped_parameter_name
 from lit_ffn.training.schedule import DecayStartCheckpoint, realign_learning_rates
 
-
 #: The learning rate's tag prefix (LearningRateMonitor adds ``/decay`` and ``/no_decay``, the parameter groups).
 LR_TAG = "train/lr"
 

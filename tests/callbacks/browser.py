@@ -38,7 +38,8 @@ class Page:
         self._proc = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
              f"--window-size={width},{height}", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=as_fds_3_and_4, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4), preexec_fn=as_fds_3_and_4,  # noqa: PLW1509 - only dup2 (async-signal-safe) runs there
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         os.close(r_cmd)
         os.close(w_res)
