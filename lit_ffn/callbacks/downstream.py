@@ -161,6 +161,7 @@ class DownstreamEval(Callback):
         record = None
         if trainer.is_global_zero:
             record = self._evaluate(decoder, pl_module, step)
+            record["settings"]["weights"] = "training module" if decoder is pl_module.model else "gathered copy"
             self._publish(trainer, record)
         trainer.strategy.barrier("DownstreamEval")
         return record

@@ -96,7 +96,7 @@ def test_tasks_are_scored_during_training_logged_and_kept_in_the_run(
         scores = record["scores"]["lit_choice"]
         assert scores["n_samples"] == LIMIT and record["settings"]["limit"] == LIMIT
         assert 0 <= scores["acc"] <= 1 and 0 < scores["prob_correct"] < 1 and scores["logprob_correct"] < 0
-        assert record["seconds"] > 0
+        assert record["seconds"] > 0 and record["settings"]["weights"] == "training module"
     final = records[-1]["scores"]["lit_choice"]
     direct = direct_scores(run_dir)  # the model of step 4 = last.ckpt
     assert final["acc"] == pytest.approx(direct["acc"])
@@ -129,8 +129,11 @@ def test_an_unknown_task_stops_the_fit_before_training(
 
 
 @pytest.mark.scaleout
-def test_under_ddp_rank_0_scores_and_the_other_rank_waits(tiny_dataset: Path, tmp_path: Path, task_dir: Path) -> None:
-    argv = tiny_fit_args(tiny_dataset, tmp_path, *STRATEGY_ARGS["ddp"], *callback_args(task_dir), steps=4)
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_distributed_rank_0_scores_and_the_other_rank_waits(
+    tiny_dataset: Path, tmp_path: Path, task_dir: Path, strategy: str
+) -> None:
+    argv = tiny_fit_args(tiny_dataset, tmp_path, *STRATEGY_ARGS[strategy], *callback_args(task_dir), steps=4)
     code, output = launch(argv, "srun-like", tmp_path / "logs")
     assert code == 0, output[-4000:]
     run_dir = tmp_path / "runs" / "tiny" / "SwiGLU" / "seed_0"
@@ -138,3 +141,5 @@ def test_under_ddp_rank_0_scores_and_the_other_rank_waits(tiny_dataset: Path, tm
     assert [r["step"] for r in records] == [2, 4]  # one record per call: rank 0 wrote it
     assert records[-1]["scores"]["lit_choice"]["acc"] == pytest.approx(direct_scores(run_dir)["acc"])
     assert output.count("DownstreamEval: step 4:") == 1
+    weights = {"ddp": "training module", "fsdp2": "gathered copy"}[strategy]  # FSDP2: sharded, so gathered
+    assert {r["settings"]["weights"] for r in records} == {weights}
