@@ -28,6 +28,7 @@ MODULE_KEYS = (
     "tie_embeddings",
     "warmup_steps",
     "min_lr_ratio",
+    "schedule",
     "weight_decay",
 )
 
