@@ -28,6 +28,24 @@ def logging_step(trainer: Any) -> int:
     return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 
+def align_logging_step(trainer: Any) -> None:
+    """After a resume, make the logging step of optimizer step ``k`` ``k`` again (:func:`logging_step`).
+
+    A fit resumed from a checkpoint written after the last batch of a fit (``last.ckpt`` at the end of
+    ``fit``: the loop state says "completed") adds one to ``_batches_that_stepped`` in
+    ``_TrainingEpochLoop.reset`` (lightning/pytorch/loops/training_epoch_loop.py, "batches_that_stepped is
+    never set prior to saving a checkpoint"), although that checkpoint already counted the step: every
+    metric of the resumed fit was then logged one step late (``lr-AdamW/*`` at 9 for step 8, measured with
+    Lightning 2.6.6).  With one optimizer and automatic optimization the counter equals
+    ``trainer.global_step`` by construction, so it is set to that; a mid-fit resume is left as it was
+    (they are equal there already).  Call it after the loop's ``reset``: in the first
+    ``on_train_batch_start`` of a fit, before any callback logs (:class:`lit_ffn.callbacks.LoggingStepAlignment`).
+    """
+    loop = trainer.fit_loop.epoch_loop
+    if trainer.lightning_module.automatic_optimization and len(trainer.optimizers) == 1:
+        loop._batches_that_stepped = trainer.global_step
+
+
 def should_update_logs(trainer: Any) -> bool:
     """Whether this optimizer step's metrics reach the logger (``log_every_n_steps``).
 
@@ -81,6 +99,7 @@ def let_lightning_unscale(optimizer: torch.optim.Optimizer) -> None:
 
 
 __all__ = [
+    "align_logging_step",
     "compute_dtype",
     "is_accumulating",
     "let_lightning_unscale",

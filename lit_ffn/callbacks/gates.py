@@ -1,6 +1,6 @@
 """``GateStatistics``: per-layer statistics of what each FFN records as its gate.
 
-``gates/layer_XX/<name>_<stat>`` for every tensor an FFN records (:class:`lit_ffn.ffn.GateRecorder`),
+``z_gates/layer_XX/<name>_<stat>`` for every tensor an FFN records (:class:`lit_ffn.ffn.GateRecorder`),
 learned scalars such as DynamicGEGLU's ``s`` and ``b``, histograms at a lower cadence.  Nothing is
 synchronised between host and device on a step that does not log, and nothing is logged per
 micro-batch of an accumulated optimizer step.  Logged at Lightning's x for the optimizer step
@@ -14,12 +14,23 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from lit_ffn._lightning import logging_step
 from lit_ffn.callbacks import gate_stats
 from lit_ffn.errors import UserError
+
+#: The group of every gate tag.  TensorBoard orders groups (the part before the first ``/``) alphabetically
+#: and opens the first two: the ``z_`` puts the dozens of gate cards after ``train/`` (loss, lr, throughput) and
+#: ``val/``, which then open first (docs/gates.md, "What the first screen shows").  Runs before this change
+#: logged ``gates/…``: the readers (lit_ffn.experiments) accept both.
+TAG_PREFIX = "z_gates"
+
+
+def _has_histograms(logger: Any) -> bool:
+    """Whether the logger's experiment writes histograms (TensorBoard's ``SummaryWriter.add_histogram``)."""
+    return getattr(getattr(logger, "experiment", None), "add_histogram", None) is not None
 
 
 def gate_recorders(pl_module: nn.Module) -> list[nn.Module]:
@@ -116,7 +127,7 @@ class GateStatistics(Callback):
     under ``name`` (``"gate"`` for the GLU family and IsoGMLP, ``"hidden"``
     for 2-matrix FFNs, also ``"alpha"`` for DynamicGEGLU), over all elements
     (tokens × units) of the optimizer step — all micro-batches and ranks —
-    TensorBoard gets ``gates/layer_{i:02d}/{name}_{stat}`` for ``stat`` in
+    TensorBoard gets ``z_gates/layer_{i:02d}/{name}_{stat}`` for ``stat`` in
 
     ========================  ==============================================
     ``mean``, ``std``         mean and population std of the values
@@ -126,10 +137,10 @@ class GateStatistics(Callback):
     ``min``, ``max``          extremes
     ========================  ==============================================
 
-    plus ``gates/layer_{i:02d}/{scalar}`` for every learned scalar the FFN
+    plus ``z_gates/layer_{i:02d}/{scalar}`` for every learned scalar the FFN
     lists in ``gate_scalars()`` (DynamicGEGLU: ``s``, ``b``; the values the
     statistics were computed with, i.e. before this step's update), and
-    every ``histogram_every_n_steps`` a histogram ``gates/layer_{i:02d}/{name}``
+    every ``histogram_every_n_steps`` a histogram ``z_gates/layer_{i:02d}/{name}``
     of up to ``histogram_samples`` evenly strided values (the last
     micro-batch of rank 0).
 
@@ -222,6 +233,19 @@ class GateStatistics(Callback):
             self.compiled == "auto" and has_activation_checkpointing(pl_module)
         )
         self._last_step = trainer.max_steps - 1 if trainer.max_steps and trainer.max_steps > 0 else None
+        if self.histogram_every_n_steps > 0 and self._probes:
+            self._say_where_histograms_go(trainer)
+
+    @staticmethod
+    def _say_where_histograms_go(trainer: Trainer) -> None:
+        """Once per fit: which loggers get no histograms (they have no ``add_histogram``, e.g. CSV)."""
+        without = [type(logger).__name__ for logger in trainer.loggers if not _has_histograms(logger)]
+        if without:
+            where = "no logger of this run" if len(without) == len(trainer.loggers) else "TensorBoard only"
+            rank_zero_info(
+                f"GateStatistics: {', '.join(without)} cannot store histograms, so gate histograms go to {where}; "
+                "the statistics (z_gates/layer_XX/*) are logged to every logger"
+            )
 
     def observers_installed(self) -> int:
         """How many FFNs currently have this callback's observer (tests; 0 outside logging steps)."""
@@ -305,7 +329,7 @@ class GateStatistics(Callback):
             for name, value in getattr(ffn, "gate_scalars", dict)().items():
                 flat = probe.scalars[name] if name in probe.scalars else _full_value(value)
                 parts.append(flat.to(parts[0]) if parts else flat)
-                prefix = f"gates/layer_{layer:02d}/{name}"
+                prefix = f"{TAG_PREFIX}/layer_{layer:02d}/{name}"
                 scalar_tags += [prefix] if flat.numel() == 1 else [f"{prefix}_{j}" for j in range(flat.numel())]
         if not parts:
             return {}
@@ -316,19 +340,19 @@ class GateStatistics(Callback):
             row = values[i * width : (i + 1) * width]
             if row[0] > 0:
                 metrics.update(
-                    {f"gates/layer_{layer:02d}/{name}_{stat}": v for stat, v in zip(gate_stats.STATS, row[1:])}
+                    {f"{TAG_PREFIX}/layer_{layer:02d}/{name}_{stat}": v for stat, v in zip(gate_stats.STATS, row[1:])}
                 )
         metrics.update(zip(scalar_tags, values[len(keys) * width :]))
         return metrics
 
     def _log_histograms(self, trainer: Trainer, step: int) -> None:
         for logger in trainer.loggers:
-            add_histogram = getattr(getattr(logger, "experiment", None), "add_histogram", None)
-            if add_histogram is None:
+            if not _has_histograms(logger):
                 continue
+            add_histogram = logger.experiment.add_histogram
             for layer, (_, probe) in enumerate(self._probes):
                 for name, acc in probe.accumulators.items():
-                    add_histogram(f"gates/layer_{layer:02d}/{name}", acc.sample.cpu(), global_step=step)
+                    add_histogram(f"{TAG_PREFIX}/layer_{layer:02d}/{name}", acc.sample.cpu(), global_step=step)
 
 
-__all__ = ["GateStatistics", "gate_recorders", "has_activation_checkpointing"]
+__all__ = ["TAG_PREFIX", "GateStatistics", "gate_recorders", "has_activation_checkpointing"]

@@ -28,8 +28,35 @@ MODULE_KEYS = (
     "tie_embeddings",
     "warmup_steps",
     "min_lr_ratio",
+    "schedule",
     "weight_decay",
 )
+
+
+#: The HPARAMS columns TensorBoard shows checked when the dashboard opens.  TensorBoard 2.21 checks the first
+#: five hyperparameters after ordering them by ``differs`` (True first) and then by name — the backend's
+#: ``_sort_and_reduce_to_hparams_limit`` (tensorboard/plugins/hparams/backend_context.py) and the dashboard's
+#: ``_computeHParams`` (``t.sort(...differs...)``, ``Math.min(5, t.length)`` displayed): the order of the
+#: experiment summary is not kept.  So these five are marked ``differs`` in the experiment summary (the
+#: only flag the dashboard reads for it) and open as ffn, lr, num_parameters, seed, tokens; the metric
+#: columns (val/loss first) are all shown (the first five are).  ``differs`` is TensorBoard's "this value
+#: varies across sessions": true of these in a study, and harmless in a single run.
+DEFAULT_VISIBLE = ("ffn", "lr", "num_parameters", "seed", "tokens")
+
+
+def experiment_summary(params: dict[str, Any], metrics: list[str]) -> list[Any]:
+    """The three HPARAMS summaries (experiment, session start, session end) of torch's ``hparams``, with
+    :data:`DEFAULT_VISIBLE` marked ``differs`` in the experiment so that TensorBoard opens on them."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    experiment, start, end = hparams_summary(params, dict.fromkeys(metrics, 0.0))
+    value = experiment.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in DEFAULT_VISIBLE
+    value.metadata.plugin_data.content = data.SerializeToString()
+    return [experiment, start, end]
 
 
 def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[str, int | float | str | bool]:
@@ -116,16 +143,14 @@ class HyperparameterSummary(Callback):
 
     @rank_zero_only
     def _write(self, trainer: Trainer, params: dict[str, Any]) -> None:
-        from torch.utils.tensorboard.summary import hparams as hparams_summary
-
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(params, metrics={})  # kept for hparams.yaml; {}: no hp_metric placeholder
                 writer = tensorboard_file_writer(logger)
-                for summary in hparams_summary(params, dict.fromkeys(self.metrics, 0.0)):
+                for summary in experiment_summary(params, self.metrics):
                     writer.add_summary(summary)
             else:
                 logger.log_hyperparams(params)
 
 
-__all__ = ["MODULE_KEYS", "HyperparameterSummary", "run_hyperparameters"]
+__all__ = ["DEFAULT_VISIBLE", "MODULE_KEYS", "HyperparameterSummary", "experiment_summary", "run_hyperparameters"]

@@ -40,7 +40,7 @@ from lit_ffn.experiments.events import PathLike, Series, read_scalars
 
 #: The statistics :func:`plot_gate_profile` shows by default, one row each.
 PROFILE_STATS = ("mean", "std", "frac_near_zero", "frac_negative", "max_abs")
-_GATE_TAG = re.compile(r"^gates/layer_(\d+)/(.+)$")
+_GATE_TAG = re.compile(r"^(?:z_)?gates/layer_(\d+)/(.+)$")  # z_gates/ since issue 24, gates/ before
 
 
 # ------------------------------------------------------------------ reading

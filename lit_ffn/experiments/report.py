@@ -113,7 +113,7 @@ def read_run(study: Study, pair: Pair) -> RunResult:
     except UserError:  # no events file yet
         scalars = {}
     tps, source = tokens_per_second(scalars, config, run_dir)
-    has_gates = any(tag.startswith("gates/layer_") for tag in scalars)
+    has_gates = any(tag.startswith(("z_gates/layer_", "gates/layer_")) for tag in scalars)  # new, old runs
     return RunResult(
         pair, status, list(scalars.get("val/loss", [])), tps, source, has_gates, config, run_commit(run_dir)
     )

@@ -3,7 +3,7 @@
 Everything about a run comes from YAML/flags through jsonargparse; this class
 links arguments that must agree and gives every run a stable directory:
 
-    <save_dir>/<experiment>/<ffn variant>/seed_<seed>/     (TensorBoardLogger save_dir/name/version)
+    <save_dir>/<experiment>/<ffn variant>/seed_<seed>/     (TensorBoard/CSV logger save_dir/name/version)
         config.yaml  events.out.tfevents.*  checkpoints/last.ckpt
 
 so runs of different FFNs and seeds sit side by side in TensorBoard, and
@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import RichModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 
+from lit_ffn.callbacks.logging_step import LoggingStepAlignment
 from lit_ffn.callbacks.model_summary import ModelSummary
 from lit_ffn.callbacks.progress import StepProgressBar
 from lit_ffn.data.datamodule import TokenDataModule
@@ -36,11 +37,15 @@ from lit_ffn.training.checks import (
     resolve_auto,
     trainer_error,
 )
+from lit_ffn.training.console import quiet_lightning_console
 from lit_ffn.training.logger import CLASS_PATH as LOGGER_CLASS_PATH
-from lit_ffn.training.logger import LIGHTNING_CLASS_PATH
+from lit_ffn.training.logger import LIT_FFN_LOGGERS
 from lit_ffn.training.module import LitDecoder
 from lit_ffn.training.preemption import GracefulStop
 from lit_ffn.training.summary import RunSummary
+
+#: Loggers (class names) whose runs live in ``<save_dir>/<name>/<version>``: lit_ffn names their version.
+RUN_DIRECTORY_LOGGERS = ("TensorBoardLogger", "CSVLogger")
 
 DEFAULT_LOGGER = {
     "class_path": LOGGER_CLASS_PATH,
@@ -95,12 +100,13 @@ class LitFFNCLI(LightningCLI):
       set ``trainer.accumulate_grad_batches`` / ``trainer.val_check_interval``
       for the device count at hand (:mod:`lit_ffn.training.batch_plan`), so a protocol
       stays the same on 1 or 8 GPUs.
-    * the TensorBoard logger's ``version`` defaults to ``<ffn variant>/seed_<seed>``;
+    * the TensorBoard (or CSV) logger's ``version`` defaults to ``<ffn variant>/seed_<seed>``;
       ``fit`` refuses to start over a run that already has checkpoints unless
       it resumes (``--ckpt_path last``).
     """
 
     def __init__(self, *args, **kwargs) -> None:
+        quiet_lightning_console()  # no promotion lines, no lines about devices this machine lacks
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("save_config_callback", SaveRunConfig)
@@ -142,6 +148,7 @@ class LitFFNCLI(LightningCLI):
         self.graceful_stop, self.run_summary = GracefulStop(), RunSummary()
         if self.subcommand in (None, "fit"):
             trainer.callbacks += [self.graceful_stop, self.run_summary]
+            trainer.callbacks.insert(0, LoggingStepAlignment())  # first: before any callback logs a step
         trainer.callbacks[:] = [_with_lit_ffn_console(callback) for callback in trainer.callbacks]
         return trainer
 
@@ -273,12 +280,18 @@ class LitFFNCLI(LightningCLI):
 
     @staticmethod
     def _name_run(config: Any) -> Path | None:
-        """Fill in the TensorBoard logger's version; return the run directory (None: no such logger)."""
+        """Fill in the logger's version; return the run directory (None: a logger without run directories).
+
+        TensorBoard and CSV loggers lay runs out as ``<save_dir>/<name>/<version>`` (their ``log_dir``, where
+        Lightning also puts ``checkpoints/`` and ``config.yaml``): the version defaults to
+        ``<ffn variant>/seed_<seed>`` for both, so a CSV run sits where its TensorBoard twin would.
+        """
         logger = config.get("trainer", {}).get("logger")
-        if not hasattr(logger, "get") or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+        class_path = str(logger.get("class_path", "")) if hasattr(logger, "get") else ""
+        if not class_path.endswith(RUN_DIRECTORY_LOGGERS):
             return None
-        if logger.get("class_path") == LIGHTNING_CLASS_PATH:
-            logger.class_path = LOGGER_CLASS_PATH  # the same logger without the constant `epoch` card
+        if class_path in LIT_FFN_LOGGERS:  # the same logger without the constant `epoch` card; CSV: kept on resume
+            logger.class_path = LIT_FFN_LOGGERS[class_path]
         init_args = logger.init_args
         if init_args.get("version") is None:
             init_args.version = f"{variant_name(config.model.ffn)}/seed_{config.get('seed_everything')}"

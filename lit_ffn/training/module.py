@@ -20,11 +20,15 @@ from lit_ffn.model import Decoder, FFNFactory
 from lit_ffn.training.batch_plan import epoch_remainder_warning
 from lit_ffn.training.checks import check_model_arguments, schedule_warning
 from lit_ffn.training.guards import NonFiniteGuard, NonFiniteMode
-from lit_ffn.training.optim import unwrapped_parameter_name, warmup_cosine
+from lit_ffn.training.optim import Schedule, lr_multiplier, unwrapped_parameter_name
+from lit_ffn.training.schedule import DecayStartCheckpoint, realign_learning_rates
+
+#: The learning rate's tag prefix (LearningRateMonitor adds ``/decay`` and ``/no_decay``, the parameter groups).
+LR_TAG = "train/lr"
 
 
 class LitDecoder(L.LightningModule):
-    """Trains :class:`lit_ffn.model.Decoder` with AdamW and warmup + cosine decay.
+    """Trains :class:`lit_ffn.model.Decoder` with AdamW and warmup + cosine (or warmup-stable-decay).
 
     Args:
         ffn: the FFN factory, called once per layer with the model width
@@ -32,8 +36,12 @@ class LitDecoder(L.LightningModule):
         vocab_size … init_std: the decoder's shape, see :class:`~lit_ffn.model.Decoder`.
         lr, betas, eps, weight_decay: AdamW.  Weight decay applies to matrices
             (Linear and embedding weights) only, not to norms, biases or scalars.
-        warmup_steps, min_lr_ratio: the schedule (:func:`warmup_cosine`); its
-            length is ``trainer.max_steps``.
+        warmup_steps, min_lr_ratio: the schedule's warm-up and floor; its length is ``trainer.max_steps``.
+        schedule: ``"cosine"`` (:func:`~lit_ffn.training.optim.warmup_cosine`) or ``"wsd"``
+            (:func:`~lit_ffn.training.optim.warmup_stable_decay`: constant after the warm-up, decay over
+            the last ``decay_fraction`` of the run; a run that can be made longer, see
+            :mod:`lit_ffn.training.schedule`).
+        decay_fraction: the share of ``trainer.max_steps`` the ``wsd`` decay takes (0 < f ≤ 1).
         loss_chunk_size: tokens per chunk of the cross-entropy (0: plain loss).
         compile, activation_checkpointing: ``torch.compile`` / activation
             checkpointing per decoder block, applied in ``configure_model()``
@@ -70,6 +78,8 @@ class LitDecoder(L.LightningModule):
         activation_checkpointing: bool = False,
         nonfinite: NonFiniteMode = "raise",
         sdpa_gqa: Literal["native", "expand"] = "native",
+        schedule: Schedule = "cosine",
+        decay_fraction: float = 0.2,
     ) -> None:
         super().__init__()
         # Under LightningCLI the saved hparams are the parsed config (ffn as
@@ -78,6 +88,8 @@ class LitDecoder(L.LightningModule):
         hp = self.hparams
         # every value is checked before anything is built: one line naming the key (lit_ffn.training.checks)
         check_model_arguments(**{key: hp[key] for key in inspect.signature(check_model_arguments).parameters})
+        if not 0.0 < decay_fraction <= 1.0:
+            raise UserError(f"model.decay_fraction={decay_fraction}: must be in (0, 1], e.g. 0.2 (the last 20% decays)")
         self.ffn_name = factory_name(ffn)
         self.ffn_factory = ffn
         decoder_args = {key: hp[key] for key in inspect.signature(Decoder).parameters if key != "ffn"}
@@ -182,8 +194,13 @@ class LitDecoder(L.LightningModule):
 
         clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
+    def configure_callbacks(self) -> list[Any]:
+        """Under ``wsd``: ``decay_start.ckpt``, the checkpoint a longer run continues from."""
+        return [DecayStartCheckpoint()] if self.hparams.get("schedule") == "wsd" else []
+
     def on_train_start(self) -> None:
         trainer = self.trainer
+        realign_learning_rates(self.lr_schedulers())  # a resume with another max_steps: its first step too
         message = epoch_remainder_warning(
             trainer.num_training_batches, trainer.accumulate_grad_batches, trainer.max_steps
         )
@@ -233,13 +250,19 @@ class LitDecoder(L.LightningModule):
         optimizer = torch.optim.AdamW(self.parameter_groups(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused)
         let_lightning_unscale(optimizer)  # clipping a fused AdamW under mixed precision (Lightning#21435)
         total_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
+        self.schedule_steps = int(total_steps)  # the schedule's S (DecayStartCheckpoint, the end-of-fit summary)
         warning = schedule_warning(hp.warmup_steps, int(total_steps))
         if warning is not None:
             rank_zero_warn(warning)
+        kind, decay_fraction = hp.get("schedule", "cosine"), hp.get("decay_fraction", 0.2)  # runs saved before both
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, hp.warmup_steps, int(total_steps), hp.min_lr_ratio)
+            optimizer,
+            lambda step: lr_multiplier(kind, step, hp.warmup_steps, int(total_steps), hp.min_lr_ratio, decay_fraction),
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        # "name": LearningRateMonitor's tag, train/lr/<param group>: in TensorBoard's `train` group, next to the
+        # loss and throughput (Lightning's default, lr-AdamW/…, is a group of its own: docs/gates.md)
+        scheduler = {"scheduler": schedule, "interval": "step", "name": LR_TAG}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     # ------------------------------------------------------------------ facts
     def num_parameters(self) -> int:

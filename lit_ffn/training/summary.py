@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lit_ffn.data.format import unigram_reference
+from lit_ffn.training.schedule import train_longer
 
 
 def _duration(seconds: float) -> str:
@@ -54,33 +56,61 @@ class RunSummary(Callback):
             self.seconds = time.perf_counter() - self.start_time
 
     def render(self, trainer: Trainer, pl_module: Any, run_dir: Path | None, interrupted: bool) -> str:
-        steps = trainer.global_step - self.start_step
-        tokens = steps * self.tokens_per_step
+        """The block: the run, its losses, what this fit trained, then where to look and what to run next."""
         lines = [f"lit_ffn: run {run_dir if run_dir is not None else trainer.default_root_dir}"]
+        lines += self.loss_lines(pl_module)
         history = getattr(pl_module, "val_history", [])
         if history:
-            (first_step, first), (last_step, last) = history[0], history[-1]
-            if len(history) > 1:
-                lines.append(f"  val/loss   {first:.4f} (step {first_step}) -> {last:.4f} (step {last_step})")
-            else:
-                lines.append(f"  val/loss   {last:.4f} (step {last_step})")
-            lines += _reference_lines(getattr(trainer.datamodule, "meta", None) or {}, last)
+            lines += _reference_lines(getattr(trainer.datamodule, "meta", None) or {}, history[-1][1])
+        lines += [self.trained_line(trainer)]
+        if run_dir is not None:
+            lines += self.next_lines(trainer, pl_module, run_dir, interrupted)
+        return "\n".join(lines)
+
+    @staticmethod
+    def loss_lines(pl_module: Any) -> list[str]:
+        """``val/loss`` at the first and the last validation of this fit."""
+        history = getattr(pl_module, "val_history", [])
+        if not history:
+            return []
+        (first_step, first), (last_step, last) = history[0], history[-1]
+        if len(history) > 1:
+            return [f"  val/loss   {first:.4f} (step {first_step}) -> {last:.4f} (step {last_step})"]
+        return [f"  val/loss   {last:.4f} (step {last_step})"]
+
+    def trained_line(self, trainer: Trainer) -> str:
+        steps = trainer.global_step - self.start_step
+        tokens = steps * self.tokens_per_step
         rate = f" ({tokens / self.seconds:,.0f} tokens/s)" if self.seconds > 0 and tokens else ""
         total = f", now at step {trainer.global_step}" if self.start_step else ""
-        lines.append(
-            f"  trained    {steps} optimizer steps, {tokens:,} tokens in {_duration(self.seconds)}{rate}{total}"
+        return f"  trained    {steps} optimizer steps, {tokens:,} tokens in {_duration(self.seconds)}{rate}{total}"
+
+    @staticmethod
+    def next_lines(trainer: Trainer, pl_module: Any, run_dir: Path, interrupted: bool) -> list[str]:
+        """Where the run's metrics are (per logger) and the commands to resume / train longer / validate."""
+        config, checkpoints = run_dir / "config.yaml", run_dir / "checkpoints"
+        experiment_dir = run_dir.parents[1] if len(run_dir.parts) > 2 else run_dir
+        look = (
+            [f"tensorboard --logdir {experiment_dir}"]
+            if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers)
+            else []
         )
-        if run_dir is not None:
-            config = run_dir / "config.yaml"
-            logdir = run_dir.parents[1] if len(run_dir.parts) > 2 else run_dir
-            more = "" if interrupted else f" --trainer.max_steps={max(2 * trainer.global_step, 1)}"
-            lines += [
-                f"  next       tensorboard --logdir {logdir}",
-                f"             lit_ffn fit --config {config} --ckpt_path last{more}"
-                + ("   (resume)" if interrupted else "   (train longer)"),
-                f"             lit_ffn validate --config {config} --ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}",
+        metrics = run_dir / "metrics.csv"
+        if any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
+            look.append(f"{metrics}   (every logged metric, one row per step)")
+        if interrupted:
+            resume = [f"lit_ffn fit --config {config} --ckpt_path last   (resume)"]
+        else:
+            total = int(getattr(pl_module, "schedule_steps", trainer.max_steps))
+            plan = train_longer(pl_module.hparams, trainer.global_step, total, checkpoints)
+            command = f"lit_ffn fit --config {config} --ckpt_path {plan.ckpt_path} --trainer.max_steps={plan.max_steps}"
+            resume = [
+                f"{command}   (train longer)",
+                f"  {plan.explanation}",
             ]
-        return "\n".join(lines)
+        validate = [f"lit_ffn validate --config {config} --ckpt_path {checkpoints / 'last.ckpt'}"]
+        commands = look + resume + validate
+        return [f"  next       {commands[0]}"] + [f"             {command}" for command in commands[1:]]
 
 
 def _reference_lines(meta: dict[str, Any], final: float) -> list[str]:

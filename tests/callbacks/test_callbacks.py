@@ -102,13 +102,13 @@ def test_each_builtin_ffn_writes_its_gate_tags(tmp_path: Path, variant: str) -> 
     events = read_events(run_dir)
     names, scalar_names = recorded(ffn_cls)
     assert names, f"{variant} records nothing"
-    expected = {f"gates/layer_{i:02d}/{n}_{s}" for i in range(2) for n in names for s in gate_stats.STATS}
-    expected |= {f"gates/layer_{i:02d}/{s}" for i in range(2) for s in scalar_names}
-    tags = {t for t in events.Tags()["scalars"] if t.startswith("gates/")}
+    expected = {f"z_gates/layer_{i:02d}/{n}_{s}" for i in range(2) for n in names for s in gate_stats.STATS}
+    expected |= {f"z_gates/layer_{i:02d}/{s}" for i in range(2) for s in scalar_names}
+    tags = {t for t in events.Tags()["scalars"] if t.startswith("z_gates/")}
     assert tags == expected
     for tag in expected:
         assert sorted(scalars(events, tag)) == [0, 1]  # every step, once (every_n_steps=1)
-    assert set(events.Tags()["histograms"]) == {f"gates/layer_{i:02d}/{n}" for i in range(2) for n in names}
+    assert set(events.Tags()["histograms"]) == {f"z_gates/layer_{i:02d}/{n}" for i in range(2) for n in names}
 
 
 def test_builtin_gate_names() -> None:
@@ -140,10 +140,10 @@ def test_logged_statistics_equal_those_of_the_recorded_tensors(tmp_path: Path) -
             "max": values.max().item(),
         }
         for stat, value in expected.items():
-            logged = scalars(events, f"gates/layer_{layer:02d}/{name}_{stat}")[0]
+            logged = scalars(events, f"z_gates/layer_{layer:02d}/{name}_{stat}")[0]
             assert logged == pytest.approx(value, rel=1e-5, abs=1e-7), (layer, name, stat)
-    assert scalars(events, "gates/layer_01/s")[0] == pytest.approx(0.1)
-    assert scalars(events, "gates/layer_01/b")[0] == 0.0
+    assert scalars(events, "z_gates/layer_01/s")[0] == pytest.approx(0.1)
+    assert scalars(events, "z_gates/layer_01/b")[0] == 0.0
 
 
 def test_dynamic_geglu_alpha_is_the_same_for_every_token_at_init(tmp_path: Path) -> None:
@@ -159,9 +159,9 @@ def test_dynamic_geglu_alpha_is_the_same_for_every_token_at_init(tmp_path: Path)
     run_dir = fit(tmp_path, tiny_module(DynamicGEGLU), [GateStatistics(every_n_steps=3)], steps=4)
     events = read_events(run_dir)
     for layer in range(2):
-        alpha_std = scalars(events, f"gates/layer_{layer:02d}/alpha_std")
-        alpha_mean = scalars(events, f"gates/layer_{layer:02d}/alpha_mean")
-        gate_std = scalars(events, f"gates/layer_{layer:02d}/gate_std")
+        alpha_std = scalars(events, f"z_gates/layer_{layer:02d}/alpha_std")
+        alpha_mean = scalars(events, f"z_gates/layer_{layer:02d}/alpha_mean")
+        gate_std = scalars(events, f"z_gates/layer_{layer:02d}/gate_std")
         assert sorted(alpha_std) == [0, 3]  # every_n_steps=3, and the last step
         assert alpha_std[0] < 1e-6 < gate_std[0]
         assert alpha_mean[0] == pytest.approx(1 / (1 + math.exp(-0.1 * math.sqrt(DIM))), rel=1e-5)
@@ -218,7 +218,7 @@ def test_micro_batches_are_one_step_combined_exactly(tmp_path: Path) -> None:
         )
     )
     whole = read_events(fit(tmp_path / "b", tiny_module(), [GateStatistics(every_n_steps=1)], steps=1, batch_size=4))
-    tags = [t for t in whole.Tags()["scalars"] if t.startswith("gates/")]
+    tags = [t for t in whole.Tags()["scalars"] if t.startswith("z_gates/")]
     assert tags
     for tag in tags:
         steps = scalars(accumulated, tag)
@@ -257,10 +257,10 @@ def test_cross_rank_reduction_is_exact() -> None:
     results = [cb.compute(FakeTrainer(rank)) for rank, cb in enumerate(callbacks)]
     both = torch.cat(data).double()
     assert results[0] == results[1]
-    assert results[0]["gates/layer_00/gate_mean"] == pytest.approx(both.mean().item(), rel=1e-6)
-    assert results[0]["gates/layer_00/gate_std"] == pytest.approx(both.std(correction=0).item(), rel=1e-6)
-    assert results[0]["gates/layer_00/gate_min"] == pytest.approx(both.min().item())
-    assert results[0]["gates/layer_00/gate_max"] == pytest.approx(both.max().item())
+    assert results[0]["z_gates/layer_00/gate_mean"] == pytest.approx(both.mean().item(), rel=1e-6)
+    assert results[0]["z_gates/layer_00/gate_std"] == pytest.approx(both.std(correction=0).item(), rel=1e-6)
+    assert results[0]["z_gates/layer_00/gate_min"] == pytest.approx(both.min().item())
+    assert results[0]["z_gates/layer_00/gate_max"] == pytest.approx(both.max().item())
 
 
 def test_fsdp2_sharded_scalars_are_gathered(monkeypatch) -> None:
@@ -289,8 +289,8 @@ def test_fsdp2_sharded_scalars_are_gathered(monkeypatch) -> None:
             strategy = L.pytorch.strategies.SingleDeviceStrategy(device=torch.device("cpu"))
 
         metrics = cb.compute(OneRank())
-        assert metrics["gates/layer_00/s"] == pytest.approx(0.1) and metrics["gates/layer_00/b"] == 0.0
-        assert metrics["gates/layer_00/alpha_std"] < 1e-6
+        assert metrics["z_gates/layer_00/s"] == pytest.approx(0.1) and metrics["z_gates/layer_00/b"] == 0.0
+        assert metrics["z_gates/layer_00/alpha_std"] < 1e-6
     finally:
         dist.destroy_process_group()
 
@@ -327,7 +327,7 @@ def test_compiled_blocks_give_the_same_statistics_without_graph_breaks(tmp_path:
         assert counters["stats"]["unique_graphs"] == (1 if checkpointing else 2)
     finally:
         torch._dynamo.reset()
-    tags = [t for t in eager.Tags()["scalars"] if t.startswith("gates/")]
+    tags = [t for t in eager.Tags()["scalars"] if t.startswith("z_gates/")]
     for tag in tags:
         got, expected = scalars(compiled, tag), scalars(eager, tag)
         assert sorted(got) == sorted(expected) == [0, 2, 3]
@@ -449,12 +449,12 @@ def test_quickstart_callbacks_write_the_whole_picture(tmp_path: Path, tiny_datas
         "val/loss",
         "val/ppl",
     } <= tags
-    assert any(t.startswith("lr-") for t in tags)  # LearningRateMonitor
+    assert {"train/lr/decay", "train/lr/no_decay"} <= set(tags)  # LearningRateMonitor, in the train group
     every = shipped[names.index("lit_ffn.callbacks.GateStatistics")]["init_args"]["every_n_steps"]
-    gate_steps = sorted(scalars(events, "gates/layer_01/act_frac_near_zero"))
+    gate_steps = sorted(scalars(events, "z_gates/layer_01/act_frac_near_zero"))
     assert gate_steps == sorted({*range(0, 6, every), 5})
-    assert scalars(events, "gates/layer_00/temperature")[0] == 1.0
-    assert scalars(events, "gates/layer_00/act_frac_negative")[0] == 0.0  # a ReLU is never negative
+    assert scalars(events, "z_gates/layer_00/temperature")[0] == 1.0
+    assert scalars(events, "z_gates/layer_00/act_frac_negative")[0] == 0.0  # a ReLU is never negative
     assert scalars(events, "train/tokens_seen")[5] == 6 * 4 * 32  # 6 steps × batch 4 × seq_len 32
 
     content = events.PluginTagToContent("hparams")
@@ -496,15 +496,16 @@ def test_plots_read_back_what_the_callbacks_wrote(tmp_path: Path) -> None:
     relu = fit(tmp_path / "relu", tiny_module(BUILTIN_FFNS["relu"]), [GateStatistics(every_n_steps=2)], steps=3)
     scalars_ = plots.read_scalars(dyn)
     events = read_events(dyn)
-    assert scalars_["gates/layer_01/alpha_std"] == sorted(scalars(events, "gates/layer_01/alpha_std").items())
+    assert scalars_["z_gates/layer_01/alpha_std"] == sorted(scalars(events, "z_gates/layer_01/alpha_std").items())
 
     profile = plots.gate_profile(dyn)  # the last logged step (2)
-    assert profile["alpha_std"] == [scalars(events, f"gates/layer_{i:02d}/alpha_std")[2] for i in range(2)]
-    assert profile["s"] == [scalars(events, f"gates/layer_{i:02d}/s")[2] for i in range(2)]
-    assert plots.gate_profile(dyn, step=0)["alpha_mean"][0] == scalars(events, "gates/layer_00/alpha_mean")[0]
-    assert plots.split_gate_tag("gates/layer_03/gate_max_abs") == (3, "gate", "max_abs")
-    assert plots.split_gate_tag("gates/layer_03/gate_max") == (3, "gate", "max")
-    assert plots.split_gate_tag("gates/layer_12/b") == (12, "b", None)
+    assert profile["alpha_std"] == [scalars(events, f"z_gates/layer_{i:02d}/alpha_std")[2] for i in range(2)]
+    assert profile["s"] == [scalars(events, f"z_gates/layer_{i:02d}/s")[2] for i in range(2)]
+    assert plots.gate_profile(dyn, step=0)["alpha_mean"][0] == scalars(events, "z_gates/layer_00/alpha_mean")[0]
+    assert plots.split_gate_tag("z_gates/layer_03/gate_max_abs") == (3, "gate", "max_abs")
+    assert plots.split_gate_tag("z_gates/layer_03/gate_max") == (3, "gate", "max")
+    assert plots.split_gate_tag("z_gates/layer_12/b") == (12, "b", None)
+    assert plots.split_gate_tag("gates/layer_12/b") == (12, "b", None)  # runs logged before the z_ prefix
     assert plots.split_gate_tag("train/loss") is None
 
     for out in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import pytest
 from lit_ffn.callbacks.model_summary import ModelSummary, training_flops_per_step
 from lit_ffn.callbacks.progress import StepProgressBar
 from lit_ffn.cli import main
+from lit_ffn.training.console import RANK_ZERO_LOGGER, QuietConsole
 from lit_ffn.training.lightning_cli import LitFFNCLI
 from tests.conftest import tiny_fit_args
 
@@ -35,8 +37,18 @@ def test_fit_uses_lit_ffn_console_callbacks_and_prints_the_summary_block(
     assert per_step == int(cli.model.flops_per_token(32) * 4 * 32)
 
     capsys.readouterr()
-    assert main(args) == 0
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("lightning.pytorch").addHandler(handler)  # what Lightning's console handler gets
+    try:
+        assert main(args) == 0
+    finally:
+        logging.getLogger("lightning.pytorch").removeHandler(handler)
     out = capsys.readouterr().out
+    assert "`Trainer.fit` stopped: `max_steps=4` reached." in lines  # the handler did see Lightning's lines
+    assert not [line for line in lines if "Tip:" in line or "litlogger" in line or "litmodels" in line]
+    assert not [line for line in lines if line.startswith(("GPU available: False", "TPU available: False"))]
     run_dir = tmp_path / "runs" / "tiny" / "SwiGLU" / "seed_0"
     assert "| model" in out or "model" in out
     assert "training FLOPs per optimizer step" in out and "Total FLOPs: 25.3 M" in out  # = per_step
@@ -45,3 +57,17 @@ def test_fit_uses_lit_ffn_console_callbacks_and_prints_the_summary_block(
     assert block[2].startswith("  trained    4 optimizer steps, 512 tokens in ")
     assert block[3] == f"  next       tensorboard --logdir {tmp_path / 'runs' / 'tiny'}"
     assert f"lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last --trainer.max_steps=8" in block[4]
+
+
+def _passes(message: str) -> bool:
+    return QuietConsole().filter(logging.LogRecord(RANK_ZERO_LOGGER, logging.INFO, __file__, 0, message, None, None))
+
+
+def test_quiet_console_keeps_lines_about_a_device_that_is_there() -> None:
+    assert not _passes("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger](…)")
+    assert not _passes("💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels](…)")
+    assert not _passes("GPU available: False, used: False")
+    assert not _passes("TPU available: False, using: 0 TPU cores")
+    assert _passes("GPU available: True (cuda), used: False")  # a GPU the user left unused: said
+    assert _passes("GPU available: True (cuda), used: True")
+    assert _passes("Seed set to 0")

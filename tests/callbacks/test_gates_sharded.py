@@ -38,6 +38,6 @@ def test_learned_scalars_are_logged_when_this_rank_holds_no_shard_of_them(tmp_pa
         _shard_like_fsdp1(ffn)
     events = read_events(fit(tmp_path, module, [GateStatistics(every_n_steps=1)], steps=2))
     for layer in range(len(module.ffn_modules)):
-        s, b = scalars(events, f"gates/layer_{layer:02d}/s"), scalars(events, f"gates/layer_{layer:02d}/b")
+        s, b = scalars(events, f"z_gates/layer_{layer:02d}/s"), scalars(events, f"z_gates/layer_{layer:02d}/b")
         assert s[0] == torch.tensor(0.1).item() and b[0] == 0.0  # step 0: the initial values, before any update
         assert s[1] != s[0]  # and then what training made of them

@@ -14,7 +14,8 @@ from tests.conftest import tiny_fit_args
 
 EXPECTED = [
     "ffn", "seed", "lr", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "tie_embeddings",
-    "warmup_steps", "min_lr_ratio", "weight_decay", "seq_len", "batch_size", "tokens_per_step", "max_steps", "tokens",
+    "warmup_steps", "min_lr_ratio", "schedule", "weight_decay", "seq_len", "batch_size", "tokens_per_step",
+    "max_steps", "tokens",
     "num_parameters", "num_parameters_non_embedding", "experiment", "ffn_class", "commit", "precision", "world_size",
     "accumulate_grad_batches", "gradient_clip_val",
 ]  # fmt: skip
@@ -36,6 +37,14 @@ def test_the_hparams_session_holds_the_curated_set(tiny_dataset: Path, tmp_path:
     assert values["commit"] == short_commit(git_state())
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert [info.name for info in experiment.hparam_infos] == EXPECTED  # the table's columns, ffn first
+    # what TensorBoard 2.21 opens on: the five marked `differs` (tests/callbacks/test_tensorboard_browser.py)
+    assert [info.name for info in experiment.hparam_infos if info.differs] == [
+        "ffn",
+        "seed",
+        "lr",
+        "tokens",
+        "num_parameters",
+    ]
     assert "epoch" not in events.Tags()["scalars"]  # no constant-0 card first in TensorBoard
 
 

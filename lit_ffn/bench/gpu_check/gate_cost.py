@@ -31,7 +31,7 @@ OVERHEAD_TARGET = 0.02  # docs/benchmarks.md: ≤ 2% at the default cadence
 
 
 class GateStepLogger(Logger):
-    """Remembers the steps at which ``gates/*`` metrics were logged (nothing is written)."""
+    """Remembers the steps at which ``z_gates/*`` metrics were logged (nothing is written)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,7 +49,7 @@ class GateStepLogger(Logger):
         pass
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        if step is not None and any(key.startswith("gates/") for key in metrics):
+        if step is not None and any(key.startswith("z_gates/") for key in metrics):
             self.gate_steps.add(step)
 
 
