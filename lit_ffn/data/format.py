@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lit_ffn.data.remote import fsspec_options, remote_error
 from lit_ffn.errors import UserError, first_line
 
 FORMAT = "lit_ffn-tokens"
@@ -29,32 +30,44 @@ class DatasetError(UserError):
     """A directory holds no complete prepared dataset; the message is one line."""
 
 
-def filesystem(url: str, error: type[UserError] = UserError) -> tuple[Any, str]:
-    """fsspec filesystem and path for a local path or URL; ``error`` (one line) when fsspec has none."""
+def filesystem(
+    url: str, error: type[UserError] = UserError, storage_options: dict[str, Any] | None = None
+) -> tuple[Any, str]:
+    """fsspec filesystem and path for a local path or URL; ``error`` (one line) when fsspec has none.
+
+    ``storage_options`` in litdata's convention (:mod:`lit_ffn.data.remote`)."""
     import fsspec.core
 
     try:
-        return fsspec.core.url_to_fs(os.path.expanduser(url))
+        return fsspec.core.url_to_fs(os.path.expanduser(url), **fsspec_options(str(url), storage_options))
     except (ImportError, ValueError) as exc:  # "Install s3fs to access S3", "Protocol not known: foo"
         raise error(f"cannot read {url}: {first_line(exc)}") from exc
 
 
-def read_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def read_meta(data_dir: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The meta of the complete dataset at ``data_dir`` (a local path or an fsspec URL).
 
     Raises:
-        DatasetError: ``data_dir`` holds no complete dataset of a format this version reads.
+        DatasetError: ``data_dir`` holds no complete dataset of a format this version reads, or its
+            object store cannot be read (one line: unreachable, access denied, no such bucket).
     """
     location = str(data_dir)
     missing = DatasetError(_missing_dataset_message(location))
     try:
-        fs, path = filesystem(location, _NoFilesystem)
+        fs, path = filesystem(location, _NoFilesystem, storage_options)
         with fs.open(f"{path.rstrip('/')}/meta.json", "rb") as file:
             meta = json.loads(file.read().decode("utf-8"))
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, _NoFilesystem):
+    except _NoFilesystem:
         raise missing from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {location}/meta.json: {first_line(exc)}") from exc
+    except Exception as exc:  # noqa: BLE001 - object-store clients raise their own types; re-raised below
+        remote = remote_error(location, exc)
+        if remote is not None:
+            raise DatasetError(remote) from None
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+            raise missing from None
+        if isinstance(exc, (OSError, ValueError)):
+            raise DatasetError(f"cannot read {location}/meta.json: {first_line(exc)}") from exc
+        raise
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DatasetError(f"{location}/meta.json is not a lit_ffn dataset meta: prepare the data again")
     if meta.get("format_version") != FORMAT_VERSION:
