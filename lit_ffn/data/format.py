@@ -59,7 +59,7 @@ def read_meta(data_dir: str | os.PathLike[str], storage_options: dict[str, Any] 
             meta = json.loads(file.read().decode("utf-8"))
     except _NoFilesystem:
         raise missing from None
-    except Exception as exc:  # noqa: BLE001 - object-store clients raise their own types; re-raised below
+    except Exception as exc:  # object-store clients raise their own types; re-raised below unless known
         remote = remote_error(location, exc)
         if remote is not None:
             raise DatasetError(remote) from None

@@ -67,7 +67,7 @@ def fsspec_options(url: str, storage_options: dict[str, Any] | None) -> dict[str
     config_kwargs = (
         {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": READ_TIMEOUT_S, "retries": dict(_RETRIES)}
         if config is None
-        else {k: v for k, v in vars(config).get("_user_provided_options", {}).items()}
+        else dict(vars(config).get("_user_provided_options", {}))
     )
     return {"client_kwargs": options, "config_kwargs": config_kwargs, "skip_instance_cache": True}
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,7 @@ class S3:
     def url(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}".rstrip("/")
 
-    def fs(self):  # noqa: ANN201 - s3fs.S3FileSystem
+    def fs(self) -> Any:  # s3fs.S3FileSystem
         import s3fs
 
         return s3fs.S3FileSystem(skip_instance_cache=True)
