@@ -15,7 +15,7 @@ import pytest
 
 from lit_ffn.cli import main
 from tests.conftest import tiny_fit_args
-from tests.data.s3_helpers import S3, s3, s3_server  # noqa: F401 - fixtures
+from tests.data.s3_helpers import S3
 from tests.scaleout_helpers import read_records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def test_the_fix_allows_http_only_for_http_endpoints(endpoint: str, allowed: boo
     assert store.client_options["timeout"] == downloader._OBSTORE_CLIENT_OPTIONS["timeout"]
 
 
-def upload(local: Path, s3: S3, key: str) -> str:  # noqa: F811
+def upload(local: Path, s3: S3, key: str) -> str:
     s3.fs().put(str(local), f"{s3.bucket}/{key}", recursive=True)
     return s3.url(key)
 
@@ -78,7 +78,7 @@ def test_storage_options_alone_can_name_the_endpoint(
     tiny_dataset: Path,
     s3: S3,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     url = upload(tiny_dataset, s3, "ds")
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # only data.storage_options says where the server is
@@ -91,7 +91,7 @@ def test_storage_options_alone_can_name_the_endpoint(
 def test_a_fit_streamed_over_http_killed_and_resumed_equals_the_local_run(
     tiny_dataset: Path,
     s3: S3,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     """SIGKILL after the step-4 checkpoint, the cache deleted, resume: every batch and loss of the local
     run; a second run sharing the cache directory sees the same too."""
