@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lit_ffn.data.remote import fsspec_options, remote_error
+from lit_ffn.data.remote import fsspec_options, limit_retries, remote_error
 from lit_ffn.errors import UserError, first_line
 
 FORMAT = "lit_ffn-tokens"
@@ -39,9 +39,10 @@ def filesystem(
     import fsspec.core
 
     try:
-        return fsspec.core.url_to_fs(os.path.expanduser(url), **fsspec_options(str(url), storage_options))
+        fs, path = fsspec.core.url_to_fs(os.path.expanduser(url), **fsspec_options(str(url), storage_options))
     except (ImportError, ValueError) as exc:  # "Install s3fs to access S3", "Protocol not known: foo"
         raise error(f"cannot read {url}: {first_line(exc)}") from exc
+    return limit_retries(fs), path
 
 
 def read_meta(data_dir: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> dict[str, Any]:

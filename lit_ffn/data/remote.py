@@ -13,8 +13,10 @@ same options for s3fs (which lit_ffn uses for ``meta.json`` and for writing a da
 **Timeouts.**  An endpoint that does not answer must fail, not hang: litdata's S3 client retries
 1,000 times ("adaptive"), so lit_ffn gives boto3 and s3fs a connect timeout of
 :data:`CONNECT_TIMEOUT_S` seconds and :data:`ATTEMPTS` attempts unless ``storage_options`` sets
-``config`` itself.  Worst case for a dead endpoint: ``ATTEMPTS × CONNECT_TIMEOUT_S`` plus backoff,
-about 20 s (measured in tests/data/test_s3_errors.py).
+``config`` itself, and s3fs's own retry loop (5 tries of botocore's 3) is cut to one.  Worst case: an
+endpoint that refuses connections fails in seconds, one that does not accept them within
+``ATTEMPTS × CONNECT_TIMEOUT_S`` (15 s) plus backoff, one that accepts and never answers within
+``ATTEMPTS × READ_TIMEOUT_S`` (60 s) plus backoff (tests/data/test_s3_errors.py).
 
 **allow_http (litdata 0.2.76).**  litdata fetches S3 chunks through obstore, whose store it builds in
 ``litdata.streaming.downloader._build_obstore_s3_store`` from the boto3 client's endpoint, region and
@@ -33,8 +35,8 @@ from typing import Any
 
 #: seconds to wait for a TCP connection to an object store before giving up on an attempt
 CONNECT_TIMEOUT_S = 5
-#: seconds to wait for a response once connected
-READ_TIMEOUT_S = 60
+#: seconds to wait for (the next bytes of) a response once connected
+READ_TIMEOUT_S = 20
 #: tries per request (boto3 "standard" retry mode: the first try plus ATTEMPTS - 1 retries)
 ATTEMPTS = 3
 
@@ -70,6 +72,14 @@ def fsspec_options(url: str, storage_options: dict[str, Any] | None) -> dict[str
         else dict(vars(config).get("_user_provided_options", {}))
     )
     return {"client_kwargs": options, "config_kwargs": config_kwargs, "skip_instance_cache": True}
+
+
+def limit_retries(fs: Any) -> Any:
+    """Make an s3fs file system rely on botocore's retries alone (module docstring); other file systems
+    are returned as they are."""
+    if type(fs).__module__.startswith("s3fs"):
+        fs.retries = 1  # s3fs's documented class attribute (default 5), per instance
+    return fs
 
 
 def install_allow_http_fix() -> None:
