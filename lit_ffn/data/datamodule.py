@@ -316,7 +316,7 @@ class TokenDataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- helpers
     def _dataset(self, split: str, shuffle: bool) -> StreamingDataset:
         return StreamingDataset(
-            self.location.split(split),
+            self.location.split(split, self.meta),
             item_loader=TokensLoader(block_size=self.block_size),
             shuffle=shuffle,
             seed=self.seed,
@@ -341,7 +341,7 @@ class TokenDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         blocks = ValBlocks(
-            self.location.split("val"),
+            self.location.split("val", self.meta),
             self.block_size,
             self.val_blocks or available,
             self.batch_size,

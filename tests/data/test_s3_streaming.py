@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lit_ffn.cli import main
+from lit_ffn.data.prepare import prepare_dataset
 from tests.conftest import tiny_fit_args
 from tests.data.s3_helpers import S3
 from tests.scaleout_helpers import read_records
@@ -57,9 +58,10 @@ def test_the_fix_allows_http_only_for_http_endpoints(endpoint: str, allowed: boo
     assert store.client_options["timeout"] == downloader._OBSTORE_CLIENT_OPTIONS["timeout"]
 
 
-def upload(local: Path, s3: S3, key: str) -> str:
-    s3.fs().put(str(local), f"{s3.bucket}/{key}", recursive=True)
-    return s3.url(key)
+def prepare_like_tiny_dataset(tiny_dataset: Path, tokenizer: Path, url: str) -> str:
+    """``lit_ffn prepare --output s3://…`` of the inputs ``tiny_dataset`` was prepared from, as it was."""
+    prepare_dataset([str(tiny_dataset.parent / "docs.parquet")], url, tokenizer=str(tokenizer), val_fraction=0.1)
+    return url
 
 
 def fit_args(data_dir: str, root: Path, *extra: str, steps: int = 8) -> list[str]:
@@ -76,11 +78,12 @@ def fit_args(data_dir: str, root: Path, *extra: str, steps: int = 8) -> list[str
 
 def test_storage_options_alone_can_name_the_endpoint(
     tiny_dataset: Path,
+    tiny_tokenizer: Path,
     s3: S3,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url = upload(tiny_dataset, s3, "ds")
+    url = prepare_like_tiny_dataset(tiny_dataset, tiny_tokenizer, s3.url("ds"))
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # only data.storage_options says where the server is
     args = fit_args(url, tmp_path, f"--data.cache_dir={tmp_path / 'cache'}", steps=2)
     options = f'--data.storage_options={{"endpoint_url": "{s3.endpoint}", "region_name": "us-east-1"}}'
@@ -90,35 +93,42 @@ def test_storage_options_alone_can_name_the_endpoint(
 
 def test_a_fit_streamed_over_http_killed_and_resumed_equals_the_local_run(
     tiny_dataset: Path,
+    tiny_tokenizer: Path,
     s3: S3,
     tmp_path: Path,
 ) -> None:
-    """SIGKILL after the step-4 checkpoint, the cache deleted, resume: every batch and loss of the local
-    run; a second run sharing the cache directory sees the same too."""
+    """prepare --output s3://… (13 train chunks) → fit → SIGKILL after the step-2 checkpoint → the cache
+    deleted → resume: every batch and loss of the same fit on a local copy, bit for bit; a second run on
+    the cache directory the first one filled sees the same too."""
+    docs = [str(tiny_dataset.parent / "docs.parquet")]
+    chunked = {"tokenizer": str(tiny_tokenizer), "val_fraction": 0.1, "chunk_bytes": 65536}
+    prepare_dataset(docs, tmp_path / "data", **chunked)
     reference = tmp_path / "local"
-    assert main(fit_args(str(tiny_dataset), reference, "--data.num_workers=2")) == 0
+    assert main(fit_args(str(tmp_path / "data"), reference, steps=6)) == 0
     expected = read_records(reference / "records", 0)
 
-    url = upload(tiny_dataset, s3, "ds")
+    url = s3.url("ds")
+    meta = prepare_dataset(docs, url, **chunked)
+    assert len(meta["files"]["train"]) > 8  # index.json and many chunks
     cache = tmp_path / "cache"
     streamed = tmp_path / "streamed"
-    args = fit_args(url, streamed, f"--data.cache_dir={cache}", "--data.num_workers=2")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LITFFN_TEST_SIGNAL_AT": "0:5:SIGKILL"}
+    args = fit_args(url, streamed, f"--data.cache_dir={cache}", steps=6)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LITFFN_TEST_SIGNAL_AT": "0:3:SIGKILL"}
     done = subprocess.run(
         [sys.executable, "-m", "lit_ffn.cli", *args], check=False, cwd=ROOT, env=env, capture_output=True
     )
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
     killed = read_records(streamed / "records", 0)
-    assert [r["step"] for r in killed] == [0, 1, 2, 3, 4]
-    assert [r["loss"] for r in killed] == [r["loss"] for r in expected[:5]]
+    assert [r["step"] for r in killed] == [0, 1, 2]
+    assert [r["loss"] for r in killed] == [r["loss"] for r in expected[:3]]
 
     shutil.rmtree(cache)  # deleted between the runs: chunks are fetched again, nothing else changes
     assert main(["fit", "--config", str(streamed / RUN / "config.yaml"), "--ckpt_path", "last"]) == 0
     resumed = read_records(streamed / "records", 0)[len(killed) :]
-    assert [r["step"] for r in resumed] == [4, 5, 6, 7]
-    assert [r["batch"] for r in resumed] == [r["batch"] for r in expected[4:]]
-    assert [r["loss"] for r in resumed] == [r["loss"] for r in expected[4:]]  # bit for bit
+    assert [r["step"] for r in resumed] == [2, 3, 4, 5]
+    assert [r["batch"] for r in resumed] == [r["batch"] for r in expected[2:]]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in expected[2:]]  # bit for bit
 
     shared = tmp_path / "shared"  # a second run on the cache the resumed run filled
-    assert main(fit_args(url, shared, f"--data.cache_dir={cache}", "--data.num_workers=2")) == 0
+    assert main(fit_args(url, shared, f"--data.cache_dir={cache}", steps=6)) == 0
     assert [r["loss"] for r in read_records(shared / "records", 0)] == [r["loss"] for r in expected]

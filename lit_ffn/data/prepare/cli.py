@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH_OR_URL",
         help="files, directories, globs or fsspec URLs (hf://, s3://); repeatable",
     )
-    parser.add_argument("--output", metavar="DIR", help="dataset directory to create")
+    parser.add_argument(
+        "--output", metavar="DIR_OR_URL", help="dataset directory to create, or s3://bucket/prefix (gs://…)"
+    )
     parser.add_argument("--tokenizer", default="qwen3", help="'qwen3' (default) or a path to a tokenizer.json")
     parser.add_argument("--eos-token", help="end-of-document token of a tokenizer.json (default: a known one)")
     split = parser.add_mutually_exclusive_group()

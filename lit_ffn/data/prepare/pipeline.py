@@ -23,6 +23,9 @@ validation tokens and counters go to small side files; a second, single-worker `
 the validation split from those files in item order, so the validation stream does not depend on
 the worker count.
 
+Object-store output (``s3://``, ``gs://``): built locally as below, then uploaded as a new version
+with ``meta.json`` written last (:mod:`lit_ffn.data.prepare.publish_remote`).
+
 Crash safety: everything is built in a temporary sibling ``.DIR.lit_ffn-prepare-…`` directory and
 moved into place complete (``meta.json`` included) with one rename; ``--overwrite`` swaps the new
 dataset with the old one atomically where the OS allows it (Linux ``renameat2``).  A prepare killed
@@ -38,6 +41,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -48,6 +52,7 @@ from lit_ffn.data.format import DTYPE, FORMAT, FORMAT_VERSION, SPLITS
 from lit_ffn.data.prepare.documents import default_val_fraction, val_threshold
 from lit_ffn.data.prepare.errors import PrepareError
 from lit_ffn.data.prepare.publish import check_output, cleanup_leftovers, publish, staging_dir
+from lit_ffn.data.prepare.publish_remote import RemoteOutput, is_remote
 from lit_ffn.data.prepare.sources import Source, WorkItem, count_rows, plan_work, resolve_inputs
 from lit_ffn.data.prepare.workers import (
     DEFAULT_BATCH_ROWS,
@@ -82,12 +87,15 @@ def prepare_dataset(
     extra_meta: Mapping[str, Any] | None = None,
     start_method: str | None = DEFAULT_START_METHOD,
     verbose: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Tokenize text files into ``output_dir/{train,val}`` litdata datasets and ``meta.json``.
 
     Args:
         inputs: files, directories, globs or fsspec URLs (see :func:`resolve_inputs`).
-        output_dir: local directory to create (or replace, with ``overwrite``).
+        output_dir: local directory to create (or replace, with ``overwrite``), or an object-store URL
+            (``s3://bucket/prefix``, ``gs://…``): built under ``$TMPDIR``, then uploaded with ``meta.json``
+            last (:mod:`~lit_ffn.data.prepare.publish_remote`).
         tokenizer: a :func:`~lit_ffn.data.tokenizer.load_tokenizer` spec.
         val_fraction: expected fraction of documents in validation, in (0, 1).
         val_docs: expected number of validation documents (alternative to ``val_fraction``);
@@ -100,6 +108,7 @@ def prepare_dataset(
         extra_meta: more keys for meta.json (e.g. a corpus description).
         start_method: multiprocessing start method of litdata's workers.
         verbose: print a start line and per-worker progress (every 30 s) to stderr.
+        storage_options: object-store options of a remote ``output_dir`` (:mod:`lit_ffn.data.remote`).
 
     Returns:
         The meta dictionary, as written to ``output_dir/meta.json``.
@@ -109,8 +118,13 @@ def prepare_dataset(
         lit_ffn.data.tokenizer.TokenizerError: the tokenizer cannot be loaded.
     """
     started = time.perf_counter()
-    output = Path(output_dir).expanduser().absolute()
     _check_arguments(str(output_dir), val_fraction, val_docs, num_workers, chunk_bytes, batch_rows)
+    remote = RemoteOutput(str(output_dir), storage_options) if is_remote(str(output_dir)) else None
+    if remote is not None:
+        remote.check(overwrite)
+        output = Path(tempfile.mkdtemp(prefix="lit_ffn-prepare-")) / "dataset"  # built here, then uploaded
+    else:
+        output = Path(output_dir).expanduser().absolute()
     check_output(output, overwrite)
     tok = load_tokenizer(tokenizer, eos_token)  # fail fast on a bad spec; forked workers reuse it
     sources = resolve_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
@@ -146,8 +160,12 @@ def prepare_dataset(
         (staging / "dataset" / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         pause_point("meta")
         publish(staging, output, overwrite)
+        if remote is not None:
+            meta = remote.publish(output, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if remote is not None:
+            shutil.rmtree(output.parent, ignore_errors=True)
     return meta
 
 
@@ -191,8 +209,6 @@ def _check_arguments(
     chunk_bytes: int,
     batch_rows: int,
 ) -> None:
-    if "://" in output_dir:
-        raise PrepareError(f"--output must be a local directory, not {output_dir}: upload the result afterwards")
     if val_fraction is not None and val_docs is not None:
         raise PrepareError("give either --val-fraction or --val-docs, not both")
     if val_fraction is not None and not 0 < val_fraction < 1:
