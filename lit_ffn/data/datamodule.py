@@ -37,7 +37,7 @@ from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lit_ffn.data.format import DatasetError, read_meta, resolve_data_dir
-from lit_ffn.data.remote import install_allow_http_fix, litdata_options
+from lit_ffn.data.remote import install_allow_http_fix, litdata_options, worker_init
 from lit_ffn.errors import UserError
 
 __all__ = ["ResumableLoader", "TokenDataModule", "ValBlocks"]
@@ -305,7 +305,13 @@ class TokenDataModule(L.LightningDataModule):
                 f"tokens, fewer than one batch ({self.batch_size} × {world_size} processes): use a smaller "
                 "data.seq_len or data.batch_size, or more data (each litdata chunk drops its last partial block)"
             )
-        return ResumableLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, drop_last=True)
+        return ResumableLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            drop_last=True,
+            worker_init_fn=self._worker_init,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader()
@@ -314,6 +320,11 @@ class TokenDataModule(L.LightningDataModule):
         return self._eval_loader()
 
     # ---------------------------------------------------------------- helpers
+    @property
+    def _worker_init(self) -> Any:
+        """The loaders' ``worker_init_fn``: the litdata workaround in spawned workers (s3:// data only)."""
+        return worker_init if self.location.litdata.startswith("s3://") else None
+
     def _dataset(self, split: str, shuffle: bool) -> StreamingDataset:
         return StreamingDataset(
             self.location.split(split, self.meta),
@@ -352,7 +363,9 @@ class TokenDataModule(L.LightningDataModule):
         )
         if trainer is not None:
             _warn_if_validation_is_cut(trainer, len(blocks))
-        return DataLoader(blocks, batch_size=None, num_workers=min(self.num_workers, len(blocks)))
+        return DataLoader(
+            blocks, batch_size=None, num_workers=min(self.num_workers, len(blocks)), worker_init_fn=self._worker_init
+        )
 
 
 def _warn_if_validation_is_cut(trainer: Any, num_batches: int) -> None:

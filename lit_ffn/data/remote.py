@@ -82,6 +82,13 @@ def limit_retries(fs: Any) -> Any:
     return fs
 
 
+def worker_init(worker_id: int) -> None:
+    """``worker_init_fn`` of the loaders of ``s3://`` data: a DataLoader worker started by ``spawn`` or
+    ``forkserver`` (e.g. after litdata's ``optimize`` switched the start method) imports litdata afresh,
+    without :func:`install_allow_http_fix`; this installs it there before the first chunk is fetched."""
+    install_allow_http_fix()
+
+
 def install_allow_http_fix() -> None:
     """Wrap litdata's ``_build_obstore_s3_store`` so that ``http://`` endpoints work (module docstring).
 
@@ -132,9 +139,9 @@ def remote_error(url: str, exc: BaseException) -> str | None:
     bucket = str(url).split("://", 1)[1].split("/", 1)[0]
     if names & {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}:
         return (
-            f"cannot reach the object store for {url} ({text}; gave up after {ATTEMPTS} attempts with a "
-            f"{CONNECT_TIMEOUT_S} s connect timeout): check AWS_ENDPOINT_URL (or the endpoint_url storage option) "
-            "and that the server is up"
+            f"cannot reach the object store for {url} ({text}; gave up after {ATTEMPTS} attempts, connect timeout "
+            f"{CONNECT_TIMEOUT_S} s, read timeout {READ_TIMEOUT_S} s, unless storage_options sets a botocore config): "
+            "check AWS_ENDPOINT_URL (or the endpoint_url storage option) and that the server is up"
         )
     if isinstance(exc, PermissionError) or "AccessDenied" in names or "InvalidAccessKeyId" in names:
         return (

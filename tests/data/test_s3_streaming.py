@@ -132,3 +132,23 @@ def test_a_fit_streamed_over_http_killed_and_resumed_equals_the_local_run(
     shared = tmp_path / "shared"  # a second run on the cache the resumed run filled
     assert main(fit_args(url, shared, f"--data.cache_dir={cache}", steps=6)) == 0
     assert [r["loss"] for r in read_records(shared / "records", 0)] == [r["loss"] for r in expected]
+
+
+def test_spawned_loader_workers_stream_over_http_too(
+    tiny_dataset: Path, tiny_tokenizer: Path, s3: S3, tmp_path: Path
+) -> None:
+    """A worker started by spawn imports litdata afresh: the loaders' worker_init_fn installs the fix there."""
+    import multiprocessing
+
+    from lit_ffn.data import TokenDataModule
+
+    url = prepare_like_tiny_dataset(tiny_dataset, tiny_tokenizer, s3.url("ds"))
+    module = TokenDataModule(url, seq_len=32, batch_size=4, num_workers=1, cache_dir=str(tmp_path / "cache"))
+    module.setup("fit")
+    previous = multiprocessing.get_start_method()
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        batch = next(iter(module.train_dataloader()))
+    finally:
+        multiprocessing.set_start_method(previous, force=True)
+    assert tuple(batch.shape) == (4, 33)
