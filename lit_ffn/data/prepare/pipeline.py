@@ -136,7 +136,7 @@ def prepare_dataset(
     if verbose:
         print(
             f"lit_ffn prepare: {len(sources)} input files ({_megabytes(sources)}), {len(items)} work items, "
-            f"val fraction {fraction:.4g}, {num_workers} workers -> {output}",
+            f"val fraction {fraction:.4g}, {num_workers} workers -> {output_dir if remote else output}",
             file=sys.stderr,
             flush=True,
         )
