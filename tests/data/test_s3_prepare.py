@@ -5,6 +5,7 @@ completes it, and --overwrite never deletes the old dataset before the new one i
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,16 @@ def test_an_existing_dataset_needs_overwrite_and_other_objects_are_never_written
 
 @pytest.mark.parametrize("stage", ["tokenize", "upload", "commit"])
 def test_a_killed_overwrite_leaves_the_old_or_the_new_dataset_and_a_rerun_completes_it(
-    s3: S3, tiny_tokenizer: Path, inputs: tuple[str, str], tmp_path: Path, stage: str
+    s3: S3,
+    tiny_tokenizer: Path,
+    inputs: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stage: str,
 ) -> None:
+    local_tmp = tmp_path / "tmp"
+    local_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(local_tmp))  # where prepare builds before uploading
     url = s3.url("ds")
     old = prepare_dataset(inputs[0], url, tokenizer=str(tiny_tokenizer), val_fraction=0.2)
     new_args = {"inputs": inputs[1], "output_dir": url, "tokenizer": str(tiny_tokenizer), "val_fraction": 0.2}
@@ -94,6 +103,7 @@ def test_a_killed_overwrite_leaves_the_old_or_the_new_dataset_and_a_rerun_comple
     prepare_dataset(overwrite=True, **new_args)  # the same command again completes it
     assert read_meta(url)["inputs"][0]["path"] == inputs[1]
     assert versions(s3, "ds") == [read_meta(url)["root"]]  # the old version and the leftovers are gone
+    assert list(local_tmp.glob("lit_ffn-prepare-*")) == []  # the killed run's local build is removed by the rerun
 
 
 def test_a_first_prepare_killed_mid_upload_leaves_nothing_a_reader_accepts(

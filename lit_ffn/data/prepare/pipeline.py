@@ -41,7 +41,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -52,7 +51,7 @@ from lit_ffn.data.format import DTYPE, FORMAT, FORMAT_VERSION, SPLITS
 from lit_ffn.data.prepare.documents import default_val_fraction, val_threshold
 from lit_ffn.data.prepare.errors import PrepareError
 from lit_ffn.data.prepare.publish import check_output, cleanup_leftovers, publish, staging_dir
-from lit_ffn.data.prepare.publish_remote import RemoteOutput, is_remote
+from lit_ffn.data.prepare.publish_remote import RemoteOutput, is_remote, local_build_dir
 from lit_ffn.data.prepare.sources import Source, WorkItem, count_rows, plan_work, resolve_inputs
 from lit_ffn.data.prepare.workers import (
     DEFAULT_BATCH_ROWS,
@@ -122,7 +121,7 @@ def prepare_dataset(
     remote = RemoteOutput(str(output_dir), storage_options) if is_remote(str(output_dir)) else None
     if remote is not None:
         remote.check(overwrite)
-        output = Path(tempfile.mkdtemp(prefix="lit_ffn-prepare-")) / "dataset"  # built here, then uploaded
+        output = local_build_dir()  # built here, then uploaded
     else:
         output = Path(output_dir).expanduser().absolute()
     check_output(output, overwrite)

@@ -1,7 +1,7 @@
 """Publishing a prepared dataset to an object store (``--output s3://bucket/prefix``, ``gs://…``), without rename.
 
 Object stores have no rename, but they replace one object whole.  So the dataset is built locally
-(under ``$TMPDIR``, as for a local output) and uploaded as a new *version*, and ``meta.json`` — the only
+(under ``$TMPDIR``, :func:`local_build_dir`, as for a local output) and uploaded as a new *version*, and ``meta.json`` — the only
 object readers look for first — is written last and names that version and every file in it
 (:mod:`lit_ffn.data.format`)::
 
@@ -20,22 +20,41 @@ options and timeouts of :mod:`lit_ffn.data.remote`.
 from __future__ import annotations
 
 import json
+import os
+import re
 import secrets
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from lit_ffn.data.format import META_FILE, SPLITS, filesystem
 from lit_ffn.data.prepare.errors import OutputExistsError, PrepareError
+from lit_ffn.data.prepare.publish import _host, _pid_alive
 from lit_ffn.data.prepare.workers import pause_point
 from lit_ffn.data.remote import remote_error
 
 VERSION_PREFIX = "v-"
+_LOCAL_BUILD = re.compile(r"^lit_ffn-prepare-(?P<host>[^-]+)-(?P<pid>\d+)-[0-9a-f]+$")
 
 
 def is_remote(output: str) -> bool:
     """Whether ``--output`` names an object store (anything with a scheme but ``file://``)."""
     return "://" in output and not output.startswith("file://")
+
+
+def local_build_dir() -> Path:
+    """A new ``$TMPDIR/lit_ffn-prepare-<host>-<pid>-<id>/dataset`` to build in before the upload; the build
+    directories of killed prepares on this host (their process gone) are removed first."""
+    root = Path(tempfile.gettempdir())
+    for path in root.glob("lit_ffn-prepare-*"):
+        match = _LOCAL_BUILD.match(path.name)
+        if match and match["host"] == _host() and not _pid_alive(int(match["pid"])):
+            shutil.rmtree(path, ignore_errors=True)
+    build = root / f"lit_ffn-prepare-{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+    build.mkdir()
+    return build / "dataset"
 
 
 class RemoteOutput:
