@@ -32,7 +32,8 @@ smaller than a checkpoint (node-local tmpfs) cannot save at all.  :class:`Direct
 ``AtomicCheckpoint.setup`` installs in place of Lightning's default ``TorchCheckpointIO``, writes the
 serialized bytes straight to the ``.partial`` next to the target and fsyncs it; ``publish`` renames it.
 A full disk or quota (``ENOSPC`` / ``EDQUOT``) during that write removes the partial file and raises
-:class:`CheckpointSpaceError` — one line naming the checkpoint, the bytes it needed and the bytes free;
+:class:`CheckpointSpaceError` — one line naming the checkpoint, the bytes it needed and the bytes free
+(a sharded save, which torch.distributed.checkpoint writes itself: the bytes it had written);
 the previous checkpoint is untouched (only the partial file was being written), so ``--ckpt_path last``
 resumes from it once there is room.
 """
@@ -55,6 +56,8 @@ from lit_ffn.errors import UserError
 
 #: errno values that mean "no room": a full file system, or the user's quota on it
 _NO_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+#: free bytes below which a file system counts as full when a write failed without saying why
+_NEARLY_FULL = 1 << 20
 
 
 def _fsync_dir(path: Path) -> None:
@@ -94,15 +97,59 @@ def _is_remote(path: Any) -> bool:
 
 
 class CheckpointSpaceError(UserError):
-    """A checkpoint did not fit on its file system (full disk or quota); nothing was replaced."""
+    """A checkpoint did not fit on its file system (full disk or quota); nothing was replaced.
 
-    def __init__(self, final: Path, reason: str, needed: int, free: int) -> None:
+    ``needed``: the size of a single-file checkpoint; ``written``: what a sharded save had written when
+    it failed (its total size is not known in advance)."""
+
+    def __init__(self, final: Path, reason: str, needed: int | None, free: int, written: int = 0) -> None:
         kept = f"the previous {final.name} is untouched" if final.exists() else f"no {final.name} was written"
+        size = f"it needs {needed:,} bytes" if needed is not None else f"the sharded save had written {written:,} bytes"
         super().__init__(
-            f"cannot save checkpoint {final}: {reason} (it needs {needed:,} bytes, {free:,} are free on its file "
-            f"system); the partial file is removed and {kept}; free space (or set checkpoint.dirpath elsewhere) "
-            "and resume with --ckpt_path last"
+            f"cannot save checkpoint {final}: {reason} ({size}, {free:,} are free on its file system); the partial "
+            f"{'file' if needed is not None else 'directory'} is removed and {kept}; free space (or set "
+            "checkpoint.dirpath elsewhere) and resume with --ckpt_path last"
         )
+
+
+def no_space_reason(exc: BaseException) -> str | None:
+    """``"no space left on device"`` / ``"disk quota exceeded"`` when ``exc`` comes from a full file system:
+    an ``OSError`` in its chain, or in any rank's failure of torch's ``CheckpointException`` (sharded saves)."""
+    failures = getattr(exc, "failures", None)
+    candidates = [exc, *(pair[0] for pair in failures.values() if pair)] if isinstance(failures, dict) else [exc]
+    for candidate in candidates:
+        link: BaseException | None = candidate
+        for _ in range(16):  # the cause/context chain, bounded
+            if link is None:
+                break
+            if isinstance(link, OSError) and link.errno in _NO_SPACE:
+                return _NO_SPACE[link.errno]
+            link = link.__cause__ or link.__context__
+    return None
+
+
+def looks_full(exc: BaseException, directory: Path) -> str | None:
+    """``"no space left on device"`` for torch's opaque zip-writer failure when ``directory``'s file system
+    is (nearly) full: torch.distributed.checkpoint writes small objects with ``torch.save`` into a Python
+    stream, whose ``ENOSPC`` reaches us as ``RuntimeError: … PytorchStreamWriter … unexpected pos`` (or
+    ``file write failed``) with no ``OSError`` in its chain."""
+    failures = getattr(exc, "failures", None)
+    candidates = [exc, *(pair[0] for pair in failures.values() if pair)] if isinstance(failures, dict) else [exc]
+    opaque = any(
+        isinstance(c, RuntimeError) and ("unexpected pos" in str(c) or "file write failed" in str(c))
+        for c in candidates
+    )
+    if opaque and shutil.disk_usage(directory).free < _NEARLY_FULL:
+        return _NO_SPACE[errno.ENOSPC]
+    return None
+
+
+def _size(path: Path) -> int:
+    try:
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+        return sum(f.stat().st_size for f in files)
+    except OSError:  # another rank removed it meanwhile
+        return 0
 
 
 def write_file(path: Path, data: memoryview, final: Path) -> None:
@@ -203,7 +250,19 @@ class AtomicCheckpoint(ModelCheckpoint):
             _remove(partial)  # left by a save that was killed
         trainer.strategy.barrier("AtomicCheckpoint.clean")
         self.last_saved_step = trainer.global_step  # before saving: it is part of the saved state
-        trainer.save_checkpoint(str(partial), self.save_weights_only)  # ends with a barrier
+        try:
+            trainer.save_checkpoint(str(partial), self.save_weights_only)  # ends with a barrier
+        except BaseException as exc:  # torch's CheckpointException (sharded saves) is a BaseException
+            reason = no_space_reason(exc) or looks_full(exc, final.parent)
+            if reason is None or isinstance(exc, CheckpointSpaceError):
+                raise
+            # a sharded save: torch.distributed.checkpoint raised the same failure on every rank (its results
+            # are all-reduced), so every rank is here and may meet at a barrier
+            written, free = _size(partial), shutil.disk_usage(final.parent).free
+            trainer.strategy.barrier("AtomicCheckpoint.no_space")
+            if trainer.is_global_zero:
+                _remove(partial)
+            raise CheckpointSpaceError(final, reason, None, free, written) from None
         if trainer.is_global_zero:
             publish(partial, final, tag=f"{trainer.global_step}-{os.urandom(4).hex()}")
         trainer.strategy.barrier("AtomicCheckpoint.publish")

@@ -58,18 +58,51 @@ def test_a_full_disk_removes_the_partial_and_keeps_the_old_checkpoint(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 600 KiB tmpfs: room for one checkpoint of the tiny fit (~400 KB), not for a second one."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
+def mount_tmpfs(path: Path, size: str) -> Path:
+    path.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (the ENOSPC injection test covers the logic)")
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], check=False, capture_output=True
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=False, capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    return path
+
+
+def test_torchs_opaque_write_failure_counts_as_a_full_disk_only_when_the_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.save into a stream turns ENOSPC into this RuntimeError (seen from torch.distributed.checkpoint)."""
+    from collections import namedtuple
+
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    opaque = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+    failure = CheckpointException("CheckpointException ranks:dict_keys([0])", {0: (opaque, None)})
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(checkpointing.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 4096))
+    assert checkpointing.looks_full(failure, tmp_path) == "no space left on device"
+    monkeypatch.setattr(checkpointing.shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))
+    assert checkpointing.looks_full(failure, tmp_path) is None  # a real bug elsewhere: not hidden
+    enospc = OSError(errno.ENOSPC, "No space left on device")
+    assert checkpointing.no_space_reason(CheckpointException("x", {1: (enospc, None)})) == "no space left on device"
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 600 KiB tmpfs: room for one checkpoint of the tiny fit (~400 KB), not for a second one."""
+    mount = mount_tmpfs(tmp_path / "tmpfs", "600k")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def sharded_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 1200 KiB tmpfs: room for one 2-rank FSDP2 checkpoint of the tiny fit (~540 KB), not for two."""
+    mount = mount_tmpfs(tmp_path / "tmpfs", "1200k")
     try:
         yield mount
     finally:
@@ -116,3 +149,44 @@ def test_a_fit_on_a_full_disk_stops_with_one_line_and_resumes_exactly(
     ref = torch.load(reference / "ckpts" / "last.ckpt", map_location="cpu", weights_only=False)
     assert final["global_step"] == 6
     assert all(torch.equal(ref["state_dict"][k], final["state_dict"][k]) for k in ref["state_dict"])
+
+
+@pytest.mark.scaleout
+def test_a_sharded_save_on_a_full_disk_stops_every_rank_with_one_line(
+    tiny_dataset: Path, tmp_path: Path, sharded_tmpfs: Path
+) -> None:
+    """FSDP2, 2 processes (torchrun): torch.distributed.checkpoint's CheckpointException carries the ENOSPC."""
+    from tests.scaleout_helpers import STRATEGY_ARGS, launch
+
+    ckpts = sharded_tmpfs / "ckpts"
+    args = tiny_fit_args(
+        tiny_dataset,
+        tmp_path,
+        *STRATEGY_ARGS["fsdp2"],
+        "--checkpoint.every_n_train_steps=2",
+        f"--checkpoint.dirpath={ckpts}",
+        steps=6,
+    )
+    code, output = launch(args, "torchrun", tmp_path / "logs")
+    assert code != 0
+    lines = [line for line in output.splitlines() if "lit_ffn: error:" in line]
+    assert len(lines) == 2, output[-3000:]  # one per rank
+    assert all(
+        line.endswith(
+            f"lit_ffn: error: cannot save checkpoint {ckpts / 'last.ckpt'}: no space left on device (the sharded "
+            f"save had written {lines[0].split('written ')[1].split(' bytes')[0]} bytes, "
+            f"{lines[0].split('bytes, ')[1].split(' are free')[0]} are free on its file system); the partial directory "
+            "is removed and the previous last.ckpt is untouched; free space (or set checkpoint.dirpath elsewhere) and "
+            "resume with --ckpt_path last"
+        )
+        for line in lines
+    )
+    assert not (ckpts / ".last.ckpt.partial").exists()
+    assert torch.load(ckpts / "last.ckpt" / "meta.pt", map_location="cpu", weights_only=False)["global_step"] == 2
+
+    subprocess.run(["mount", "-o", "remount,size=8m", str(sharded_tmpfs)], check=True)
+    code, output = launch(
+        ["fit", "--config", str(tmp_path / RUN / "config.yaml"), "--ckpt_path", "last"], "torchrun", tmp_path / "logs2"
+    )
+    assert code == 0, output[-3000:]
+    assert torch.load(ckpts / "last.ckpt" / "meta.pt", map_location="cpu", weights_only=False)["global_step"] == 6
