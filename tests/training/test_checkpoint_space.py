@@ -8,7 +8,7 @@ import errno
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,18 +58,6 @@ def test_a_full_disk_removes_the_partial_and_keeps_the_old_checkpoint(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
 
-def mount_tmpfs(path: Path, size: str) -> Path:
-    path.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (the ENOSPC injection test covers the logic)")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=False, capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    return path
-
-
 def test_torchs_opaque_write_failure_counts_as_a_full_disk_only_when_the_disk_is_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,28 +78,33 @@ def test_torchs_opaque_write_failure_counts_as_a_full_disk_only_when_the_disk_is
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 600 KiB tmpfs: room for one checkpoint of the tiny fit (~400 KB), not for a second one."""
-    mount = mount_tmpfs(tmp_path / "tmpfs", "600k")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """``tmpfs(size)`` mounts a tmpfs of that size under ``tmp_path`` (skips without root); unmounted after."""
+    mounts: list[Path] = []
 
+    def mount(size: str) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small tmpfs needs root (the ENOSPC injection test covers the logic)")
+        path = tmp_path / f"tmpfs{len(mounts)}"
+        path.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=False, capture_output=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(path)
+        return path
 
-@pytest.fixture
-def sharded_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 1200 KiB tmpfs: room for one 2-rank FSDP2 checkpoint of the tiny fit (~540 KB), not for two."""
-    mount = mount_tmpfs(tmp_path / "tmpfs", "1200k")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+    yield mount
+    for path in mounts:
+        subprocess.run(["umount", str(path)], check=False)
 
 
 def test_a_fit_on_a_full_disk_stops_with_one_line_and_resumes_exactly(
-    tiny_dataset: Path, tmp_path: Path, small_tmpfs: Path, capsys: pytest.CaptureFixture
+    tiny_dataset: Path, tmp_path: Path, tmpfs: Callable[[str], Path], capsys: pytest.CaptureFixture
 ) -> None:
+    small_tmpfs = tmpfs("600k")  # room for one checkpoint of the tiny fit (~400 KB), not for a second one
+
     def args(root: Path, ckpts: Path) -> list[str]:
         return tiny_fit_args(
             tiny_dataset,
@@ -153,9 +146,10 @@ def test_a_fit_on_a_full_disk_stops_with_one_line_and_resumes_exactly(
 
 @pytest.mark.scaleout
 def test_a_sharded_save_on_a_full_disk_stops_every_rank_with_one_line(
-    tiny_dataset: Path, tmp_path: Path, sharded_tmpfs: Path
+    tiny_dataset: Path, tmp_path: Path, tmpfs: Callable[[str], Path]
 ) -> None:
     """FSDP2, 2 processes (torchrun): torch.distributed.checkpoint's CheckpointException carries the ENOSPC."""
+    sharded_tmpfs = tmpfs("1200k")  # room for one 2-rank checkpoint of the tiny fit (~540 KB), not for two
     from tests.scaleout_helpers import STRATEGY_ARGS, launch
 
     ckpts = sharded_tmpfs / "ckpts"
