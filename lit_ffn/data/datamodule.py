@@ -37,6 +37,7 @@ from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lit_ffn.data.format import DatasetError, read_meta, resolve_data_dir
+from lit_ffn.data.remote import install_allow_http_fix, litdata_options, worker_init
 from lit_ffn.errors import UserError
 
 __all__ = ["ResumableLoader", "TokenDataModule", "ValBlocks"]
@@ -78,11 +79,13 @@ class ValBlocks(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         cache_dir: str | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if num_blocks < 1:
             raise UserError(f"the validation set needs at least 1 block, got {num_blocks}")
         self.split_dir, self.block_size, self.cache_dir = split_dir, block_size, cache_dir
+        self.storage_options = storage_options
         self.num_blocks, self.batch_size, self.rank, self.world_size = num_blocks, batch_size, rank, world_size
         self.num_batches = math.ceil(math.ceil(num_blocks / world_size) / batch_size)
         if num_blocks // world_size < self.num_batches:
@@ -110,7 +113,10 @@ class ValBlocks(IterableDataset):
         worker_id, num_workers = (worker.id, worker.num_workers) if worker else (0, 1)
         if self._dataset is None:  # opened lazily, in the process that reads
             self._dataset = StreamingDataset(
-                self.split_dir, item_loader=TokensLoader(block_size=self.block_size), cache_dir=self.cache_dir
+                self.split_dir,
+                item_loader=TokensLoader(block_size=self.block_size),
+                cache_dir=self.cache_dir,
+                storage_options=litdata_options(self.split_dir, self.storage_options),
             )
         for batch in self.batches()[worker_id::num_workers]:
             yield torch.stack([self._dataset[index] for index in batch])
@@ -197,6 +203,10 @@ class TokenDataModule(L.LightningDataModule):
         val_blocks: validate (and test) on the first N blocks of the validation split; ``None``: all.
         cache_dir: where litdata keeps downloaded chunks of a remote ``data_dir`` (default: its own,
             ``~/.lightning/chunks``).
+        storage_options: options for the object store of a remote ``data_dir``, passed to litdata as they
+            are (``s3://``: ``boto3.client("s3", …)`` keyword arguments such as ``endpoint_url``,
+            ``region_name``; see :mod:`lit_ffn.data.remote`); the standard environment
+            (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, …) needs none.
         quickstart: build the offline quickstart corpus into ``data_dir`` when it holds no dataset yet.
     """
 
@@ -211,6 +221,7 @@ class TokenDataModule(L.LightningDataModule):
         val_blocks: int | None = None,
         cache_dir: str | None = None,
         quickstart: bool = False,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -232,6 +243,9 @@ class TokenDataModule(L.LightningDataModule):
         self.val_blocks = val_blocks
         self.cache_dir = cache_dir
         self.quickstart = quickstart
+        self.storage_options = storage_options
+        if self.location.litdata.startswith("s3://"):
+            install_allow_http_fix()  # litdata 0.2.76 cannot stream from http:// endpoints otherwise
         self.meta: dict[str, Any] = {}
 
     @property
@@ -268,7 +282,7 @@ class TokenDataModule(L.LightningDataModule):
             rank_zero_info(f"lit_ffn: quickstart corpus ready in {time.perf_counter() - start:.1f} s ({splits})")
 
     def setup(self, stage: str) -> None:
-        self.meta = read_meta(self.location.fsspec)
+        self.meta = read_meta(self.location.fsspec, self.storage_options)
         if (
             self.vocab_size is not None
             and self.meta.get("tokenizer_file")
@@ -303,7 +317,13 @@ class TokenDataModule(L.LightningDataModule):
                 f"tokens, fewer than one batch ({self.batch_size} × {world_size} processes): use a smaller "
                 "data.seq_len or data.batch_size, or more data (each litdata chunk drops its last partial block)"
             )
-        return ResumableLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers, drop_last=True)
+        return ResumableLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            drop_last=True,
+            worker_init_fn=self._worker_init,
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader()
@@ -312,14 +332,20 @@ class TokenDataModule(L.LightningDataModule):
         return self._eval_loader()
 
     # ---------------------------------------------------------------- helpers
+    @property
+    def _worker_init(self) -> Any:
+        """The loaders' ``worker_init_fn``: the litdata workaround in spawned workers (s3:// data only)."""
+        return worker_init if self.location.litdata.startswith("s3://") else None
+
     def _dataset(self, split: str, shuffle: bool) -> StreamingDataset:
         return StreamingDataset(
-            self.location.split(split),
+            self.location.split(split, self.meta),
             item_loader=TokensLoader(block_size=self.block_size),
             shuffle=shuffle,
             seed=self.seed,
             drop_last=True if shuffle else None,
             cache_dir=self.cache_dir,
+            storage_options=litdata_options(self.location.litdata, self.storage_options),
         )
 
     def _eval_loader(self) -> DataLoader:
@@ -338,17 +364,20 @@ class TokenDataModule(L.LightningDataModule):
         trainer = self.trainer
         rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         blocks = ValBlocks(
-            self.location.split("val"),
+            self.location.split("val", self.meta),
             self.block_size,
             self.val_blocks or available,
             self.batch_size,
             rank=rank,
             world_size=world_size,
             cache_dir=self.cache_dir,
+            storage_options=self.storage_options,
         )
         if trainer is not None:
             _warn_if_validation_is_cut(trainer, len(blocks))
-        return DataLoader(blocks, batch_size=None, num_workers=min(self.num_workers, len(blocks)))
+        return DataLoader(
+            blocks, batch_size=None, num_workers=min(self.num_workers, len(blocks)), worker_init_fn=self._worker_init
+        )
 
 
 def _warn_if_validation_is_cut(trainer: Any, num_batches: int) -> None:

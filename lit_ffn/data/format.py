@@ -10,6 +10,16 @@
 ``meta.json`` also holds the unigram reference line (``unigram_val_loss``, ``unigram_smoothing``;
 :func:`unigram_reference`).
 
+On an object store (``lit_ffn prepare --output s3://bucket/prefix``) nothing can be renamed, so the
+commit point is ``meta.json`` itself, written last (one PUT replaces an object whole)::
+
+    PREFIX/meta.json            names the version directory ("root") and every file of it ("files")
+    PREFIX/<version>/train/     index.json + chunk-*.bin
+    PREFIX/<version>/val/
+
+A reader accepts the dataset only when ``meta.json`` exists and every file it names exists with the
+size it names; each prepare writes a new ``<version>``, so a reader never sees old and new files mixed.
+
 Readers import this module, never the writer (:mod:`lit_ffn.data.prepare`).
 """
 
@@ -20,6 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lit_ffn.data.remote import fsspec_options, limit_retries, remote_error
 from lit_ffn.errors import UserError, first_line
 
 FORMAT = "lit_ffn-tokens"
@@ -33,32 +44,50 @@ class DatasetError(UserError):
     """A directory holds no complete prepared dataset; the message is one line."""
 
 
-def filesystem(url: str, error: type[UserError] = UserError) -> tuple[Any, str]:
-    """fsspec filesystem and path for a local path or URL; ``error`` (one line) when fsspec has none."""
+def filesystem(
+    url: str, error: type[UserError] = UserError, storage_options: dict[str, Any] | None = None
+) -> tuple[Any, str]:
+    """fsspec filesystem and path for a local path or URL; ``error`` (one line) when fsspec has none.
+
+    ``storage_options`` in litdata's convention (:mod:`lit_ffn.data.remote`)."""
     import fsspec.core
 
     try:
-        return fsspec.core.url_to_fs(os.path.expanduser(url))
+        fs, path = fsspec.core.url_to_fs(os.path.expanduser(url), **fsspec_options(str(url), storage_options))
     except (ImportError, ValueError) as exc:  # "Install s3fs to access S3", "Protocol not known: foo"
         raise error(f"cannot read {url}: {first_line(exc)}") from exc
+    return limit_retries(fs), path
 
 
-def read_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def read_meta(data_dir: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The meta of the complete dataset at ``data_dir`` (a local path or an fsspec URL).
 
     Raises:
-        DatasetError: ``data_dir`` holds no complete dataset of a format this version reads.
+        DatasetError: ``data_dir`` holds no complete dataset of a format this version reads, or its
+            object store cannot be read (one line: unreachable, access denied, no such bucket).
     """
     location = str(data_dir)
     missing = DatasetError(_missing_dataset_message(location))
     try:
-        fs, path = filesystem(location, _NoFilesystem)
+        fs, path = filesystem(location, _NoFilesystem, storage_options)
         with fs.open(f"{path.rstrip('/')}/meta.json", "rb") as file:
             meta = json.loads(file.read().decode("utf-8"))
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, _NoFilesystem):
+    except _NoFilesystem:
         raise missing from None
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read {location}/meta.json: {first_line(exc)}") from exc
+    except Exception as exc:  # object-store clients raise their own types; re-raised below unless known
+        remote = remote_error(location, exc)
+        if remote is not None:
+            raise DatasetError(remote) from None
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+            if "://" in location and _holds_objects(fs, path):
+                raise DatasetError(
+                    f"{location} holds no complete dataset (no meta.json: a lit_ffn prepare into it was cut short "
+                    "or is still running, or it was uploaded in part): rerun the prepare command that writes it"
+                ) from None
+            raise missing from None
+        if isinstance(exc, (OSError, ValueError)):
+            raise DatasetError(f"cannot read {location}/meta.json: {first_line(exc)}") from exc
+        raise
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DatasetError(f"{location}/meta.json is not a lit_ffn dataset meta: prepare the data again")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -67,9 +96,43 @@ def read_meta(data_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{FORMAT_VERSION}: prepare the data again with --overwrite"
         )
     for split in SPLITS:
-        if not fs.exists(f"{path.rstrip('/')}/{split}/index.json"):
+        if "files" in meta:
+            _check_files(fs, location, split_dir(path, meta, split), split, meta["files"].get(split) or {})
+        elif not fs.exists(f"{path.rstrip('/')}/{split}/index.json"):
             raise DatasetError(f"{location} is incomplete (no {split}/index.json): prepare it again with --overwrite")
     return meta
+
+
+def split_dir(root: str, meta: dict[str, Any], split: str) -> str:
+    """Where ``split`` of the dataset at ``root`` lives: ``root/split``, or ``root/<version>/split`` for a
+    dataset whose meta names a version directory (object-store output)."""
+    version = meta.get("root")
+    return f"{root.rstrip('/')}/{version}/{split}" if version else f"{root.rstrip('/')}/{split}"
+
+
+def _check_files(fs: Any, location: str, directory: str, split: str, files: dict[str, int]) -> None:
+    """Every file ``meta.json`` names for ``split`` exists with its size (one listing per split)."""
+    if "index.json" not in files:
+        raise DatasetError(f"{location}/meta.json names no {split}/index.json: prepare the data again")
+    try:
+        listing = {
+            entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry["size"] for entry in fs.ls(directory, detail=True)
+        }
+    except FileNotFoundError:
+        listing = {}
+    bad = sorted(name for name, size in files.items() if listing.get(name) != size)
+    if bad:
+        raise DatasetError(
+            f"{location} is incomplete: {len(bad)} of the {len(files)} {split} files its meta.json names are missing "
+            f"or of another size (first: {bad[0]}); rerun the lit_ffn prepare command that wrote it"
+        )
+
+
+def _holds_objects(fs: Any, path: str) -> bool:
+    try:
+        return bool(fs.ls(path.rstrip("/")))
+    except (OSError, ValueError):
+        return False
 
 
 def _missing_dataset_message(location: str) -> str:
@@ -149,8 +212,9 @@ class DataLocation:
     def __init__(self, litdata: str, fsspec: str, remote: bool) -> None:
         self.litdata, self.fsspec, self.remote = litdata, fsspec, remote
 
-    def split(self, split: str) -> str:
-        return f"{self.litdata.rstrip('/')}/{split}"
+    def split(self, split: str, meta: dict[str, Any] | None = None) -> str:
+        """Where litdata reads ``split`` (``meta``: the dataset's, for object-store output's version directory)."""
+        return split_dir(self.litdata, meta or {}, split)
 
 
 def resolve_data_dir(data_dir: str) -> DataLocation:

@@ -23,17 +23,41 @@ old or the new one); leftovers (``.partial``, unlinked targets) are removed by
 the next save.  Hidden names never match Lightning's ``last*.ckpt`` lookup
 for ``--ckpt_path last``.  Remote (object-store) paths are left to Lightning:
 object stores replace an object whole.
+
+**No staging in the system temp directory.**  Lightning's single-file save (``TorchCheckpointIO`` →
+``_atomic_save`` in ``lightning/fabric/utilities/cloud_io.py``) serializes into memory, writes that to
+a file in the *system temp directory* inside an fsspec transaction and then moves (copies, across
+file systems) it to its target: the checkpoint is written twice, and a node whose temp directory is
+smaller than a checkpoint (node-local tmpfs) cannot save at all.  :class:`DirectCheckpointIO`, which
+``AtomicCheckpoint.setup`` installs in place of Lightning's default ``TorchCheckpointIO``, writes the
+serialized bytes straight to the ``.partial`` next to the target and fsyncs it; ``publish`` renames it.
+A full disk or quota (``ENOSPC`` / ``EDQUOT``) during that write removes the partial file and raises
+:class:`CheckpointSpaceError` — one line naming the checkpoint, the bytes it needed and the bytes free
+(a sharded save, which torch.distributed.checkpoint writes itself: the bytes it had written);
+the previous checkpoint is untouched (only the partial file was being written), so ``--ckpt_path last``
+resumes from it once there is room.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 from weakref import proxy
 
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lit_ffn.errors import UserError
+
+#: errno values that mean "no room": a full file system, or the user's quota on it
+_NO_SPACE = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+#: free bytes below which a file system counts as full when a write failed without saying why
+_NEARLY_FULL = 1 << 20
 
 
 def _fsync_dir(path: Path) -> None:
@@ -58,6 +82,117 @@ def _remove(path: Path) -> None:
 
 def partial_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.partial")
+
+
+def _final_of(partial: Path) -> Path | None:
+    """The target a ``.partial`` name stands for (inverse of :func:`partial_path`); None for other names."""
+    name = partial.name
+    if name.startswith(".") and name.endswith(".partial") and len(name) > len("..partial"):
+        return partial.with_name(name[1 : -len(".partial")])
+    return None
+
+
+def _is_remote(path: Any) -> bool:
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+class CheckpointSpaceError(UserError):
+    """A checkpoint did not fit on its file system (full disk or quota); nothing was replaced.
+
+    ``needed``: the size of a single-file checkpoint; ``written``: what a sharded save had written when
+    it failed (its total size is not known in advance)."""
+
+    def __init__(self, final: Path, reason: str, needed: int | None, free: int, written: int = 0) -> None:
+        kept = f"the previous {final.name} is untouched" if final.exists() else f"no {final.name} was written"
+        size = f"it needs {needed:,} bytes" if needed is not None else f"the sharded save had written {written:,} bytes"
+        super().__init__(
+            f"cannot save checkpoint {final}: {reason} ({size}, {free:,} are free on its file system); the partial "
+            f"{'file' if needed is not None else 'directory'} is removed and {kept}; free space (or set "
+            "checkpoint.dirpath elsewhere) and resume with --ckpt_path last"
+        )
+
+
+def no_space_reason(exc: BaseException) -> str | None:
+    """``"no space left on device"`` / ``"disk quota exceeded"`` when ``exc`` comes from a full file system:
+    an ``OSError`` in its chain, or in any rank's failure of torch's ``CheckpointException`` (sharded saves)."""
+    failures = getattr(exc, "failures", None)
+    candidates = [exc, *(pair[0] for pair in failures.values() if pair)] if isinstance(failures, dict) else [exc]
+    for candidate in candidates:
+        link: BaseException | None = candidate
+        for _ in range(16):  # the cause/context chain, bounded
+            if link is None:
+                break
+            if isinstance(link, OSError) and link.errno in _NO_SPACE:
+                return _NO_SPACE[link.errno]
+            link = link.__cause__ or link.__context__
+    return None
+
+
+def looks_full(exc: BaseException, directory: Path) -> str | None:
+    """``"no space left on device"`` for torch's opaque zip-writer failure when ``directory``'s file system
+    is (nearly) full: torch.distributed.checkpoint writes small objects with ``torch.save`` into a Python
+    stream, whose ``ENOSPC`` reaches us as ``RuntimeError: … PytorchStreamWriter … unexpected pos`` (or
+    ``file write failed``) with no ``OSError`` in its chain."""
+    failures = getattr(exc, "failures", None)
+    candidates = [exc, *(pair[0] for pair in failures.values() if pair)] if isinstance(failures, dict) else [exc]
+    opaque = any(
+        isinstance(c, RuntimeError) and ("unexpected pos" in str(c) or "file write failed" in str(c))
+        for c in candidates
+    )
+    if opaque and shutil.disk_usage(directory).free < _NEARLY_FULL:
+        return _NO_SPACE[errno.ENOSPC]
+    return None
+
+
+def _size(path: Path) -> int:
+    try:
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+        return sum(f.stat().st_size for f in files)
+    except OSError:  # another rank removed it meanwhile
+        return 0
+
+
+def write_file(path: Path, data: memoryview, final: Path) -> None:
+    """Write ``data`` to ``path`` and fsync it; on a full disk remove ``path`` and raise
+    :class:`CheckpointSpaceError` naming ``final``."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        path.unlink(missing_ok=True)
+        if err.errno not in _NO_SPACE:
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise CheckpointSpaceError(final, _NO_SPACE[err.errno], len(data), free) from None
+
+
+class DirectCheckpointIO(TorchCheckpointIO):
+    """Lightning's ``TorchCheckpointIO`` without the detour through the system temp directory.
+
+    A local checkpoint is serialized in memory (as Lightning's ``_atomic_save`` does: the size is then
+    known for the error message, and ``torch.save`` into a Python file turns ``ENOSPC`` into an opaque
+    ``RuntimeError`` from its zip writer) and written straight to the ``.partial`` next to the target,
+    fsynced, then renamed over the target.  A path that already is a ``.partial`` name
+    (:class:`AtomicCheckpoint`'s, which publishes it itself) is written in place.  Remote paths and
+    ``storage_options`` go to Lightning's implementation.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None or _is_remote(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(str(path).removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        final = _final_of(path)
+        if final is not None:  # AtomicCheckpoint's partial: it publishes
+            write_file(path, buffer.getbuffer(), final)
+            return
+        partial = partial_path(path)
+        write_file(partial, buffer.getbuffer(), path)
+        publish(partial, path, tag="direct")
 
 
 def _owned_targets(final: Path) -> list[Path]:
@@ -98,8 +233,15 @@ class AtomicCheckpoint(ModelCheckpoint):
 
     last_saved_step: int = 0  # (no __init__ override: LightningCLI reads ModelCheckpoint's signature)
 
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # Lightning's default single-file writer stages in the system temp dir (module docstring); a
+        # CheckpointIO the user configured (e.g. AsyncCheckpointIO) is left alone.
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = DirectCheckpointIO()
+
     def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
-        if "://" in str(filepath) and not str(filepath).startswith("file://"):
+        if _is_remote(filepath):
             return super()._save_checkpoint(trainer, filepath)
         final = Path(filepath)
         partial = partial_path(final)
@@ -108,7 +250,19 @@ class AtomicCheckpoint(ModelCheckpoint):
             _remove(partial)  # left by a save that was killed
         trainer.strategy.barrier("AtomicCheckpoint.clean")
         self.last_saved_step = trainer.global_step  # before saving: it is part of the saved state
-        trainer.save_checkpoint(str(partial), self.save_weights_only)  # ends with a barrier
+        try:
+            trainer.save_checkpoint(str(partial), self.save_weights_only)  # ends with a barrier
+        except BaseException as exc:  # torch's CheckpointException (sharded saves) is a BaseException
+            reason = no_space_reason(exc) or looks_full(exc, final.parent)
+            if reason is None or isinstance(exc, CheckpointSpaceError):
+                raise
+            # a sharded save: torch.distributed.checkpoint raised the same failure on every rank (its results
+            # are all-reduced), so every rank is here and may meet at a barrier
+            written, free = _size(partial), shutil.disk_usage(final.parent).free
+            trainer.strategy.barrier("AtomicCheckpoint.no_space")
+            if trainer.is_global_zero:
+                _remove(partial)
+            raise CheckpointSpaceError(final, reason, None, free, written) from None
         if trainer.is_global_zero:
             publish(partial, final, tag=f"{trainer.global_step}-{os.urandom(4).hex()}")
         trainer.strategy.barrier("AtomicCheckpoint.publish")

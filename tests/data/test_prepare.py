@@ -447,7 +447,7 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert_cli_error(capsys, ["--input", str(good), "--output", out, "--tokenizer", "gpt2"], "unknown tokenizer")
     assert_cli_error(capsys, ["--input", str(good), "--output", out, "--val-fraction", "1.5"], "--val-fraction")
     assert_cli_error(capsys, ["--input", str(good), "--output", out, "--val-docs", "20"], "no training documents")
-    assert_cli_error(capsys, ["--input", str(good), "--output", "s3://bucket/ds"], "local directory")
+    assert_cli_error(capsys, ["--input", str(good), "--output", "nosuch://bucket/ds"], "nosuch://bucket/ds")
     assert_cli_error(capsys, ["--output", out], "--input")
     assert not Path(out).exists() and not leftovers(Path(out))
 

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH_OR_URL",
         help="files, directories, globs or fsspec URLs (hf://, s3://); repeatable",
     )
-    parser.add_argument("--output", metavar="DIR", help="dataset directory to create")
+    parser.add_argument(
+        "--output", metavar="DIR_OR_URL", help="dataset directory to create, or s3://bucket/prefix (gs://…)"
+    )
     parser.add_argument("--tokenizer", help="'qwen3' (default) or a path to a tokenizer.json")
     parser.add_argument(
         "--train-tokenizer",

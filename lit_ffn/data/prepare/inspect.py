@@ -8,14 +8,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from lit_ffn.data.format import SPLITS, read_meta, tokenizer_spec
+from lit_ffn.data.format import SPLITS, read_meta, split_dir, tokenizer_spec
+from lit_ffn.data.remote import install_allow_http_fix, litdata_options
 from lit_ffn.data.tokenizer import Tokenizer, load_tokenizer
 
 
 def sample_blocks(
-    data_dir: str | os.PathLike[str], split: str, block_size: int, count: int
+    data_dir: str | os.PathLike[str], split: str, block_size: int, count: int, meta: dict[str, Any] | None = None
 ) -> list[tuple[int, int, list[int]]]:
-    """``count`` evenly spaced blocks of ``block_size`` tokens, exactly as training reads them.
+    """``count`` evenly spaced blocks of ``block_size`` tokens, exactly as training reads them
+    (``meta``: the dataset's, which places the splits of object-store output).
 
     Returns:
         ``(index, number_of_blocks, token_ids)`` per sample.
@@ -23,7 +25,12 @@ def sample_blocks(
     from litdata import StreamingDataset
     from litdata.streaming.item_loader import TokensLoader
 
-    dataset = StreamingDataset(f"{str(data_dir).rstrip('/')}/{split}", item_loader=TokensLoader(block_size=block_size))
+    url = split_dir(str(data_dir), meta or {}, split)
+    if url.startswith("s3://"):
+        install_allow_http_fix()  # litdata 0.2.76 and http:// endpoints (lit_ffn.data.remote)
+    dataset = StreamingDataset(
+        url, item_loader=TokensLoader(block_size=block_size), storage_options=litdata_options(url, None)
+    )
     total = len(dataset)
     indices = sorted({round(i * (total - 1) / max(count - 1, 1)) for i in range(min(count, total))})
     return [(index, total, dataset[index].tolist()) for index in indices]
@@ -49,7 +56,7 @@ def inspect_dataset(data_dir: str, samples: int = 3, block_size: int = 257, out:
     print(json.dumps({key: value for key, value in meta.items() if key != "inputs"}, indent=2), file=out)
     tok = load_tokenizer(tokenizer_spec(data_dir, meta))
     for split in SPLITS:
-        blocks = sample_blocks(data_dir, split, block_size, samples)
+        blocks = sample_blocks(data_dir, split, block_size, samples, meta)
         if not blocks:
             print(f"\n--- {split}: no block of {block_size} tokens fits in one chunk ---", file=out)
         for index, total, ids in blocks:

@@ -23,6 +23,9 @@ validation tokens and counters go to small side files; a second, single-worker `
 the validation split from those files in item order, so the validation stream does not depend on
 the worker count.
 
+Object-store output (``s3://``, ``gs://``): built locally as below, then uploaded as a new version
+with ``meta.json`` written last (:mod:`lit_ffn.data.prepare.publish_remote`).
+
 Crash safety: everything is built in a temporary sibling ``.DIR.lit_ffn-prepare-…`` directory and
 moved into place complete (``meta.json`` included) with one rename; ``--overwrite`` swaps the new
 dataset with the old one atomically where the OS allows it (Linux ``renameat2``).  A prepare killed
@@ -51,6 +54,7 @@ from lit_ffn.data.prepare.bpe import TOKENIZER_FILE, check_vocab_size, train_bpe
 from lit_ffn.data.prepare.documents import default_val_fraction, val_threshold
 from lit_ffn.data.prepare.errors import PrepareError
 from lit_ffn.data.prepare.publish import check_output, cleanup_leftovers, publish, staging_dir
+from lit_ffn.data.prepare.publish_remote import RemoteOutput, is_remote, local_build_dir
 from lit_ffn.data.prepare.sources import Source, WorkItem, count_rows, plan_work, resolve_inputs
 from lit_ffn.data.prepare.unigram import UNIGRAM_SMOOTHING, token_counts, unigram_cross_entropy
 from lit_ffn.data.prepare.workers import (
@@ -88,12 +92,15 @@ def prepare_dataset(
     extra_meta: Mapping[str, Any] | None = None,
     start_method: str | None = DEFAULT_START_METHOD,
     verbose: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Tokenize text files into ``output_dir/{train,val}`` litdata datasets and ``meta.json``.
 
     Args:
         inputs: files, directories, globs or fsspec URLs (see :func:`resolve_inputs`).
-        output_dir: local directory to create (or replace, with ``overwrite``).
+        output_dir: local directory to create (or replace, with ``overwrite``), or an object-store URL
+            (``s3://bucket/prefix``, ``gs://…``): built under ``$TMPDIR``, then uploaded with ``meta.json``
+            last (:mod:`~lit_ffn.data.prepare.publish_remote`).
         tokenizer: a :func:`~lit_ffn.data.tokenizer.load_tokenizer` spec (default ``"qwen3"``).
         val_fraction: expected fraction of documents in validation, in (0, 1).
         val_docs: expected number of validation documents (alternative to ``val_fraction``);
@@ -108,6 +115,7 @@ def prepare_dataset(
         extra_meta: more keys for meta.json (e.g. a corpus description).
         start_method: multiprocessing start method of litdata's workers.
         verbose: print a start line and per-worker progress (every 30 s) to stderr.
+        storage_options: object-store options of a remote ``output_dir`` (:mod:`lit_ffn.data.remote`).
 
     Returns:
         The meta dictionary, as written to ``output_dir/meta.json``; besides the counts it holds
@@ -119,7 +127,6 @@ def prepare_dataset(
         lit_ffn.data.tokenizer.TokenizerError: the tokenizer cannot be loaded.
     """
     started = time.perf_counter()
-    output = Path(output_dir).expanduser().absolute()
     _check_arguments(str(output_dir), val_fraction, val_docs, num_workers, chunk_bytes, batch_rows)
     if train_vocab_size is not None:
         check_vocab_size(train_vocab_size)
@@ -128,6 +135,12 @@ def prepare_dataset(
                 "--train-tokenizer trains its own vocabulary: drop --tokenizer / --eos-token, or drop --train-tokenizer"
             )
     tokenizer = "qwen3" if tokenizer is None else tokenizer
+    remote = RemoteOutput(str(output_dir), storage_options) if is_remote(str(output_dir)) else None
+    if remote is not None:
+        remote.check(overwrite)
+        output = local_build_dir()  # built here, then uploaded
+    else:
+        output = Path(output_dir).expanduser().absolute()
     check_output(output, overwrite)
     if train_vocab_size is None:
         tok = load_tokenizer(tokenizer, eos_token)  # fail fast on a bad spec; forked workers reuse it
@@ -140,7 +153,7 @@ def prepare_dataset(
     if verbose:
         print(
             f"lit_ffn prepare: {len(sources)} input files ({_megabytes(sources)}), {len(items)} work items, "
-            f"val fraction {fraction:.4g}, {num_workers} workers -> {output}",
+            f"val fraction {fraction:.4g}, {num_workers} workers -> {output_dir if remote else output}",
             file=sys.stderr,
             flush=True,
         )
@@ -175,8 +188,12 @@ def prepare_dataset(
         (staging / "dataset" / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         pause_point("meta")
         publish(staging, output, overwrite)
+        if remote is not None:
+            meta = remote.publish(output, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if remote is not None:
+            shutil.rmtree(output.parent, ignore_errors=True)
     return meta
 
 
@@ -234,8 +251,6 @@ def _check_arguments(
     chunk_bytes: int,
     batch_rows: int,
 ) -> None:
-    if "://" in output_dir:
-        raise PrepareError(f"--output must be a local directory, not {output_dir}: upload the result afterwards")
     if val_fraction is not None and val_docs is not None:
         raise PrepareError("give either --val-fraction or --val-docs, not both")
     if val_fraction is not None and not 0 < val_fraction < 1:
