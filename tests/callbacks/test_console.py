@@ -54,9 +54,10 @@ def test_fit_uses_lit_ffn_console_callbacks_and_prints_the_summary_block(
     assert "training FLOPs per optimizer step" in out and "Total FLOPs: 25.3 M" in out  # = per_step
     block = out[out.index(f"lit_ffn: run {run_dir}") :].splitlines()
     assert block[1].startswith("  val/loss ") and "(step 2) ->" in block[1] and block[1].endswith("(step 4)")
-    assert block[2].startswith("  trained    4 optimizer steps, 512 tokens in ")
-    assert block[3] == f"  next       tensorboard --logdir {tmp_path / 'runs' / 'tiny'}"
-    assert f"lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last --trainer.max_steps=8" in block[4]
+    assert block[2].startswith("  unigram    ")  # the dataset's reference line (docs/data.md)
+    assert block[3].startswith("  trained    4 optimizer steps, 512 tokens in ")
+    assert block[4] == f"  next       tensorboard --logdir {tmp_path / 'runs' / 'tiny'}"
+    assert f"lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last --trainer.max_steps=8" in block[5]
 
 
 def _passes(message: str) -> bool:

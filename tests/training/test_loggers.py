@@ -63,10 +63,11 @@ def test_a_csv_run_has_the_run_layout_the_summary_and_the_gate_statistics(
     assert notes == [note]  # said once, not per histogram step
 
     block = out[out.index(f"lit_ffn: run {run_dir}\n") :].splitlines()
-    assert block[3] == f"  next       {run_dir / 'metrics.csv'}   (every logged metric, one row per step)"
+    assert block[2].startswith("  unigram    ")  # the dataset's reference line (docs/data.md)
+    assert block[4] == f"  next       {run_dir / 'metrics.csv'}   (every logged metric, one row per step)"
     assert "tensorboard" not in out
     resume = f"lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last --trainer.max_steps=8"
-    assert block[4] == f"             {resume}   (train longer)"
+    assert block[5] == f"             {resume}   (train longer)"
 
     assert main(resume.split()[1:]) == 0  # the printed command works: same directory, same logger
     with open(run_dir / "metrics.csv") as f:
