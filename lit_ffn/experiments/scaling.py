@@ -13,13 +13,31 @@ LM head included, embedding lookup excluded, as ``train/mfu`` counts it) and fin
   :data:`MIN_POWER_LAW_POINTS` rungs (3 parameters and one degree of freedom left);
 * log-linear otherwise (2 or 3 rungs): ``L(C) = a + b · ln C``.
 
-The **compute multiplier** of a variant against the baseline at the top rung: the compute the
-baseline's fitted curve needs to reach the variant's loss there, divided by the variant's compute::
+The **compute multiplier** of a variant against the baseline compares the two *fitted curves at a
+common loss*: ``L* = L_base,fit(C_top)``, the baseline's fitted loss at the ladder's top compute, and::
 
-      M = C_base(L_var(C_top)) / C_var,top        (M > 1: the variant saves compute)
+      M = C_base,fit(L*) / C_var,fit(L*) = C_top / C_var,fit(L*)      (M > 1: the variant saves compute)
 
-with a 95 % bootstrap interval over seeds (:func:`bootstrap_multipliers`: resample the seeds of
-each rung with replacement, refit the baseline, recompute M; percentile interval).
+the compute ratio at equal loss of Primer's "compute savings" (So et al. 2021, Fig. 1) and of Marin's
+speedrun gates, whose baseline curve passes through its own point.  Because both sides are fitted
+curves, the baseline against itself is **exactly 1** by construction, and a variant whose curve is the
+baseline's shifted by a factor k in compute, ``L_var(C) = L_base(k·C)``, gets exactly M = k
+(:func:`curve_multiplier`; tests/experiments/test_multiplier.py).  (An earlier version compared the
+variant's *measured* top point with the baseline's fitted curve, which gave the baseline
+``exp(residual/slope)`` against itself: 1.41 on the old CPU ladder.)
+
+Uncertainty (:func:`paired_bootstrap`): seeds are paired (the same seed index at every rung for baseline
+and variant), so each draw resamples seed indices **jointly** per rung, refits **both** curves and
+recomputes M; draws in which a fit fails or M is not finite are **counted and reported**, not dropped
+silently.  A percentile interval needs many seeds: with fewer than :data:`MIN_RELIABLE_SEEDS` the
+interval is flagged as unreliable (simulated coverage of a nominal 95 % percentile bootstrap of a mean is
+~49 % at n = 2, ~76 % at n = 3).  :func:`leave_one_rung_out` gives the model-error band: M recomputed
+with each rung left out of both fits in turn.
+
+Diagnostics (:func:`diagnose`): number of rungs, compute span in decades, residuals of the mean losses
+in units of the pooled seed SD, the top rung predicted by a fit without it, parameters at their bounds.
+A multiplier is shown only when they pass :data:`THRESHOLDS`; otherwise the report says "not
+identifiable from this ladder: <reasons>".
 """
 
 from __future__ import annotations
@@ -34,6 +52,18 @@ from lit_ffn.errors import UserError
 
 #: Rungs needed for the saturating power law; fewer get the log-linear fit.
 MIN_POWER_LAW_POINTS = 4
+#: Seeds per rung below which a percentile bootstrap interval is flagged as unreliable.
+MIN_RELIABLE_SEEDS = 5
+#: What a fit must show before a multiplier is printed (:func:`diagnose`).
+THRESHOLDS = {
+    "min_rungs": 4,  # a 3-parameter power law with at least one degree of freedom left
+    "min_span_decades": 1.0,  # compute span of the ladder
+    "max_residual_sd": 3.0,  # largest |mean loss − fit| in pooled seed SDs
+    "max_loo_top_sd": 3.0,  # |top rung − fit without it| in pooled seed SDs …
+    "loo_top_floor_nats": 0.02,  # … or this many nats, whichever is larger
+}
+#: Search range of the power law's exponent (:func:`_fit_power_law`): α at either end is "at a bound".
+ALPHA_BOUNDS = (1e-4, 5.0)
 
 
 @dataclass(frozen=True)
@@ -55,9 +85,19 @@ class ScalingFit:
         """The compute at which the curve reaches ``loss`` (inf when it never does)."""
         if self.kind == "power law":
             e, a, alpha = self.params
-            return math.inf if loss <= e else (a / (loss - e)) ** (1.0 / alpha)
+            if loss <= e:
+                return math.inf
+            try:
+                return (a / (loss - e)) ** (1.0 / alpha)
+            except OverflowError:  # a flat curve (tiny α): beyond any float compute
+                return math.inf
         a, b = self.params
-        return math.inf if b >= 0 else math.exp((loss - a) / b)
+        if b >= 0:
+            return math.inf
+        try:
+            return math.exp((loss - a) / b)
+        except OverflowError:  # a nearly flat line: beyond any float compute
+            return math.inf
 
 
 def fit_scaling(compute: Sequence[float], loss: Sequence[float]) -> ScalingFit:
@@ -102,7 +142,7 @@ def _fit_power_law(log_c: np.ndarray, loss: np.ndarray) -> ScalingFit | None:
 
     from scipy.optimize import minimize_scalar
 
-    grid = np.geomspace(1e-4, 5.0, 120)
+    grid = np.geomspace(*ALPHA_BOUNDS, 120)
     errors = solve(grid)[0]
     best = int(np.argmin(errors))
     if not math.isfinite(errors[best]):
@@ -193,18 +233,175 @@ def bootstrap_multiplier(
     return bootstrap_multipliers(base_compute, base_losses, variants, resamples, confidence, seed)["variant"]
 
 
+def curve_multiplier(baseline: ScalingFit, variant: ScalingFit, top_compute: float) -> float:
+    """``M = C_base(L*) / C_var(L*)`` with ``L* = L_base(top_compute)`` (module docstring): 1 for the
+    baseline's own curve, k for a curve shifted by k in compute, 0 for a curve that never reaches ``L*``."""
+    target = float(baseline.loss(top_compute))
+    base_c, var_c = baseline.compute_for(target), variant.compute_for(target)
+    if not math.isfinite(var_c):
+        return 0.0
+    return base_c / var_c
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """A multiplier with its paired percentile interval and how many draws could not be used."""
+
+    point: float
+    low: float
+    high: float
+    draws: int
+    failed: int  # draws whose refit failed or whose M was not finite (counted, not silently dropped)
+    seeds: int  # seeds per rung (the smallest rung)
+
+    @property
+    def unreliable(self) -> bool:
+        return self.seeds < MIN_RELIABLE_SEEDS
+
+
+def _means(losses: Sequence[Sequence[float]], index: Sequence[np.ndarray] | None = None) -> list[float]:
+    if index is None:
+        return [float(np.mean(seeds)) for seeds in losses]
+    return [float(np.asarray(seeds, dtype=float)[i].mean()) for seeds, i in zip(losses, index)]
+
+
+def paired_bootstrap(
+    compute: Sequence[float],
+    base_losses: Sequence[Sequence[float]],
+    variant_losses: Sequence[Sequence[float]],
+    resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Bootstrap:
+    """M of a variant against the baseline on the same rungs (``compute``), with a percentile interval
+    from a paired bootstrap: per rung the **same** resampled seed indices for both (``base_losses[r][i]``
+    and ``variant_losses[r][i]`` are seed i of rung r), both curves refitted in every draw."""
+    sizes = [min(len(b), len(v)) for b, v in zip(base_losses, variant_losses)]
+    base = [list(b)[:n] for b, n in zip(base_losses, sizes)]
+    var = [list(v)[:n] for v, n in zip(variant_losses, sizes)]
+    top = float(max(compute))
+    point = curve_multiplier(fit_scaling(compute, _means(base)), fit_scaling(compute, _means(var)), top)
+    rng = np.random.default_rng(seed)
+    values, failed = [], 0
+    for _ in range(resamples):
+        index = [rng.integers(0, n, size=n) for n in sizes]
+        try:
+            m = curve_multiplier(
+                fit_scaling(compute, _means(base, index)), fit_scaling(compute, _means(var, index)), top
+            )
+        except UserError:
+            m = math.nan
+        if math.isfinite(m) and m > 0:
+            values.append(m)
+        else:
+            failed += 1
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(values, [tail, 100 - tail]) if values else (math.nan, math.nan)
+    return Bootstrap(point, float(low), float(high), resamples, failed, min(sizes) if sizes else 0)
+
+
+def leave_one_rung_out(
+    compute: Sequence[float], base_losses: Sequence[Sequence[float]], variant_losses: Sequence[Sequence[float]]
+) -> list[float]:
+    """M with each rung left out of both fits in turn (at the remaining top compute): the model-error band."""
+    out = []
+    for drop in range(len(compute)):
+        keep = [i for i in range(len(compute)) if i != drop]
+        c = [compute[i] for i in keep]
+        if len(c) < 2:
+            continue
+        base_fit = fit_scaling(c, _means([base_losses[i] for i in keep]))
+        var_fit = fit_scaling(c, _means([variant_losses[i] for i in keep]))
+        out.append(curve_multiplier(base_fit, var_fit, max(c)))
+    return out
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What a fit of one variant's ladder shows (:func:`diagnose`); ``problems`` empty: it passes."""
+
+    rungs: int
+    span_decades: float
+    seed_sd: float  # pooled within-rung SD of the final loss (nan with one seed per rung)
+    max_residual_sd: float  # max |mean − fit| / seed_sd
+    loo_top_error: float  # |top rung's mean − the fit without the top rung at its compute| (nats)
+    at_bounds: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def diagnose(compute: Sequence[float], losses: Sequence[Sequence[float]]) -> Diagnostics:
+    """Rungs, span, residuals in seed-SD units, leave-the-top-rung-out error and parameters at their
+    bounds of the fit of ``losses`` (per rung, per seed) against ``compute``, checked against
+    :data:`THRESHOLDS`."""
+    c = np.asarray(compute, dtype=float)
+    means = np.asarray(_means(losses))
+    rungs = len(c)
+    span = float(np.log10(c.max() / c.min())) if rungs > 1 else 0.0
+    variances = [np.var(s, ddof=1) for s in losses if len(s) > 1]
+    sd = float(math.sqrt(np.mean(variances))) if variances else math.nan
+    problems, at_bounds = [], []
+    if rungs < THRESHOLDS["min_rungs"]:
+        problems.append(f"{rungs} rungs (needs ≥ {THRESHOLDS['min_rungs']})")
+    if span < THRESHOLDS["min_span_decades"]:
+        problems.append(f"compute spans {span:.2f} decades (needs ≥ {THRESHOLDS['min_span_decades']:g})")
+    if math.isnan(sd):
+        problems.append("one seed per rung: no seed SD to judge the fit by")
+    max_resid, loo = math.nan, math.nan
+    if rungs >= 2:
+        fit = fit_scaling(c, means)
+        resid = means - np.asarray(fit.loss(c))
+        max_resid = float(np.max(np.abs(resid)) / sd) if sd > 0 else math.nan
+        if fit.kind == "power law":
+            e, _, alpha = fit.params
+            if e <= 0.0:
+                at_bounds.append("E = 0 (its lower bound)")
+            if e >= means.min() - 1e-12:
+                at_bounds.append("E = the lowest mean loss (its upper bound)")
+            if alpha <= ALPHA_BOUNDS[0] * 1.001 or alpha >= ALPHA_BOUNDS[1] * 0.999:
+                at_bounds.append(f"α = {alpha:.3g} (a bound of its search range)")
+                problems.append(f"α at a bound of its search range ({alpha:.3g})")
+        else:
+            problems.append(f"{fit.kind} fit, not the power law")
+        if sd > 0 and max_resid > THRESHOLDS["max_residual_sd"]:
+            problems.append(f"residuals up to {max_resid:.1f} seed SDs (allowed {THRESHOLDS['max_residual_sd']:g})")
+        if rungs >= 3:
+            top = int(np.argmax(c))
+            keep = [i for i in range(rungs) if i != top]
+            # the same family as the full fit (a power law through 3 points has no dof left, but predicts)
+            held = _fit_power_law(np.log(c[keep]), means[keep]) if fit.kind == "power law" else None
+            held = held or fit_scaling(c[keep], means[keep])
+            loo = float(abs(means[top] - held.loss(c[top])))
+            allowed = max(THRESHOLDS["max_loo_top_sd"] * (sd if sd > 0 else 0.0), THRESHOLDS["loo_top_floor_nats"])
+            if loo > allowed:
+                problems.append(f"the fit without the top rung misses it by {loo:.3f} nats (allowed {allowed:.3f})")
+    return Diagnostics(rungs, span, sd, max_resid, loo, tuple(at_bounds), tuple(problems))
+
+
 def training_compute(flops_per_token: float, tokens: float) -> float:
     """Training FLOPs of a run: ``flops_per_token × tokens trained`` (:func:`lit_ffn.flops.flops_per_token`)."""
     return float(flops_per_token) * float(tokens)
 
 
 __all__ = [
+    "ALPHA_BOUNDS",
     "MIN_POWER_LAW_POINTS",
+    "MIN_RELIABLE_SEEDS",
+    "THRESHOLDS",
+    "Bootstrap",
+    "Diagnostics",
     "ScalingFit",
     "bootstrap_multiplier",
     "bootstrap_multipliers",
     "compute_multiplier",
+    "curve_multiplier",
+    "diagnose",
     "fit_scaling",
+    "leave_one_rung_out",
     "multiplier_at_top",
+    "paired_bootstrap",
     "training_compute",
 ]

@@ -69,10 +69,37 @@ class RungPoint:
     tokens: int | None
     non_embedding: int | None
     losses: list[float] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # seeds[i] trained losses[i]
+
+    @property
+    def non_embedding_compute(self) -> float | None:
+        """6·N_non-embedding·D (Kaplan et al. 2020's C without the embedding and the head)."""
+        return 6.0 * self.non_embedding * self.tokens if self.non_embedding and self.tokens else None
+
+    def by_seed(self) -> dict[int, float]:
+        return dict(zip(self.seeds, self.losses))
 
     @property
     def mean(self) -> float:
         return statistics.fmean(self.losses) if self.losses else math.nan
+
+
+@dataclass
+class MultiplierResult:
+    """A variant's multiplier: the paired bootstrap, the leave-one-rung-out band, and why it is withheld."""
+
+    bootstrap: scaling.Bootstrap
+    loo: list[float]
+    problems: list[str]  # empty: shown; else "not identifiable from this ladder: …"
+
+
+def _thresholds() -> str:
+    t = scaling.THRESHOLDS
+    return (
+        f"≥ {t['min_rungs']} rungs, ≥ {t['min_span_decades']:g} decade of compute, residuals ≤ "
+        f"{t['max_residual_sd']:g} seed SDs, the top rung predicted without it within max({t['max_loo_top_sd']:g} "
+        f"seed SDs, {t['loo_top_floor_nats']:g} nats), α inside its search range"
+    )
 
 
 class ScalingReport:
@@ -91,8 +118,18 @@ class ScalingReport:
                 ]
                 config = next((r.config for r in done if r.config), None)
                 compute = run_compute(config) if config else None
-                losses = [r.final[1] for r in done if r.final and math.isfinite(r.final[1])]
-                self.points[variant].append(RungPoint(variant, rung, *(compute or (None, None, None)), losses))
+                finished = sorted(
+                    (p.seed, r.final[1]) for p, r in runs.items() if r in done and r.final and math.isfinite(r.final[1])
+                )
+                self.points[variant].append(
+                    RungPoint(
+                        variant,
+                        rung,
+                        *(compute or (None, None, None)),
+                        [loss for _, loss in finished],
+                        [seed for seed, _ in finished],
+                    )
+                )
         self.fits: dict[str, scaling.ScalingFit | None] = {v: self._fit(v) for v in study.variants}
         self.multipliers = self._multipliers()
 
@@ -105,17 +142,34 @@ class ScalingReport:
             return None
         return scaling.fit_scaling([p.compute for p in pts], [p.mean for p in pts])
 
-    def _multipliers(self) -> dict[str, tuple[float, float, float] | None]:
-        base = self.usable(self.baseline)
-        variants = {v: self.usable(v) for v in self.study.variants}
-        if len(base) < 2:
-            return dict.fromkeys(variants)
-        found = scaling.bootstrap_multipliers(
-            [p.compute for p in base],
-            [p.losses for p in base],
-            {v: ([p.compute for p in pts], [p.losses for p in pts]) for v, pts in variants.items() if pts},
-        )
-        return {v: found.get(v) for v in variants}
+    def _multipliers(self) -> dict[str, MultiplierResult | None]:
+        """Per variant: M against the baseline on the rungs both finished, with the paired seeds of each
+        rung (:func:`lit_ffn.experiments.scaling.paired_bootstrap`), the leave-one-rung-out band and
+        both fits' diagnostics; None where fewer than 2 common rungs exist."""
+        base = {p.rung: p for p in self.usable(self.baseline)}
+        out: dict[str, MultiplierResult | None] = {}
+        for variant in self.study.variants:
+            pts = [p for p in self.usable(variant) if p.rung in base]
+            paired = []
+            for p in pts:
+                common = sorted(set(p.seeds) & set(base[p.rung].seeds))
+                if common:
+                    b, v = base[p.rung].by_seed(), p.by_seed()
+                    paired.append((p.compute, [b[s] for s in common], [v[s] for s in common]))
+            if len(paired) < 2:
+                out[variant] = None
+                continue
+            compute = [c for c, _, _ in paired]
+            base_losses, var_losses = [b for _, b, _ in paired], [v for _, _, v in paired]
+            problems = [f"{self.baseline}: {p}" for p in scaling.diagnose(compute, base_losses).problems]
+            if variant != self.baseline:
+                problems += [f"{variant}: {p}" for p in scaling.diagnose(compute, var_losses).problems]
+            out[variant] = MultiplierResult(
+                scaling.paired_bootstrap(compute, base_losses, var_losses),
+                scaling.leave_one_rung_out(compute, base_losses, var_losses),
+                problems,
+            )
+        return out
 
     # ----------------------------------------------------------- markdown
     def markdown(self) -> str:
@@ -144,30 +198,49 @@ class ScalingReport:
         lines += [
             "",
             (
-                f"Compute multiplier vs {baseline} at the top rung: M = C_{baseline}(L_variant(top)) / C_variant(top), "
-                f"the compute {baseline}'s fitted curve needs to reach the variant's mean loss there, over the "
-                "variant's compute (> 1: the variant saves compute); 95% percentile bootstrap over seeds (each "
-                "rung's seeds resampled, the baseline refitted, 2,000 draws). The baseline's own M measures how far "
-                "its top point lies off its fit."
+                f"Compute multiplier vs {baseline}: M = C_{baseline},fit(L*) / C_variant,fit(L*) at the common loss "
+                f"L* = {baseline}'s fitted loss at the top compute — the two fitted curves compared at equal loss "
+                "(Primer's compute savings; > 1: the variant reaches L* with less compute; the baseline is 1 by "
+                "construction). 95% CI: paired percentile bootstrap, 2,000 draws, seeds resampled jointly per rung "
+                "and both curves refitted in every draw; draws whose fit failed or whose M was not finite are "
+                f"counted. CIs from fewer than {scaling.MIN_RELIABLE_SEEDS} seeds per rung are marked unreliable "
+                "(a percentile bootstrap of a mean covers ~76% instead of 95% at 3 seeds). LOO: M with each rung "
+                "left out of both fits (model error). A multiplier is shown only when both fits pass the "
+                f"diagnostics (thresholds: {_thresholds()})."
             ),
             "",
-            f"| variant | M vs {baseline} | 95% CI | note |",
-            "|---|---:|---|---|",
+            f"| variant | M vs {baseline} | 95% CI (paired) | failed draws | LOO band | note |",
+            "|---|---:|---|---:|---|---|",
         ]
-        base_losses = [p.mean for p in self.usable(baseline)]
         for variant in study.variants:
             m = self.multipliers[variant]
             if m is None:
-                why = "needs ≥ 2 rungs of the baseline" if len(self.usable(baseline)) < 2 else "no finished runs"
-                lines.append(f"| {variant} | — | — | no multiplier: {why} |")
+                why = "needs ≥ 2 rungs finished by both" if self.usable(variant) else "no finished runs"
+                lines.append(f"| {variant} | — | — | — | — | no multiplier: {why} |")
                 continue
-            point, low, high = m
-            top = max(self.usable(variant), key=lambda p: p.compute)
-            note = (
-                "extrapolated: below the baseline's lowest loss" if base_losses and top.mean < min(base_losses) else ""
+            if m.problems:
+                reason = "; ".join(m.problems)
+                lines.append(f"| {variant} | — | — | — | — | not identifiable from this ladder: {reason} |")
+                continue
+            boot = m.bootstrap
+            ci = "—" if math.isnan(boot.low) else f"[{boot.low:.2f}, {boot.high:.2f}]"
+            band = f"{min(m.loo):.2f}–{max(m.loo):.2f}" if m.loo else "—"
+            note = f"unreliable CI: {boot.seeds} seeds per rung" if boot.unreliable else ""
+            lines.append(f"| {variant} | {_fmt_m(boot.point)} | {ci} | {boot.failed}/{boot.draws} | {band} | {note} |")
+        lines += ["", "Fit diagnostics per variant (all its rungs):", ""]
+        header = (
+            "| variant | rungs | span (decades) | seed SD | max residual (seed SDs) | top rung left out: miss (nats)"
+        )
+        lines += [header + " | at a bound |", "|---|---:|---:|---:|---:|---:|---|"]
+        for variant in study.variants:
+            pts = self.usable(variant)
+            if len(pts) < 2:
+                continue
+            d = scaling.diagnose([p.compute for p in pts], [p.losses for p in pts])
+            lines.append(
+                f"| {variant} | {d.rungs} | {d.span_decades:.2f} | {d.seed_sd:.4f} | {d.max_residual_sd:.1f} | "
+                f"{d.loo_top_error:.3f} | {', '.join(d.at_bounds) or '—'} |"
             )
-            ci = "—" if math.isnan(low) else f"[{low:.2f}, {high:.2f}]"
-            lines.append(f"| {variant} | {_fmt_m(point)} | {ci} | {note} |")
         if len(study.ladder) < 2:
             lines += ["", "A single rung: no scaling fit is possible; add rungs to --ladder for one."]
         lines += ["", "![final validation loss vs training compute, log-log, with fits](scaling.png)", ""]
@@ -177,7 +250,8 @@ class ScalingReport:
     def write(self, out: Path) -> dict[str, Path]:
         paths = {"scaling_csv": out / "scaling.csv", "scaling_png": out / "scaling.png"}
         fields = ["variant", "rung", "non_embedding_params", "tokens", "compute_flops", "n", "mean", "losses",
-                  "fit", "fit_params", "multiplier", "multiplier_ci95_low", "multiplier_ci95_high"]  # fmt: skip
+                  "non_embedding_compute_flops", "fit", "fit_params", "multiplier", "multiplier_ci95_low",
+                  "multiplier_ci95_high", "multiplier_failed_draws", "multiplier_withheld"]  # fmt: skip
         with open(paths["scaling_csv"], "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
@@ -196,9 +270,12 @@ class ScalingReport:
                             "losses": " ".join(repr(x) for x in p.losses),
                             "fit": fit.kind if fit else "",
                             "fit_params": " ".join(repr(x) for x in fit.params) if fit else "",
-                            "multiplier": m[0] if m else "",
-                            "multiplier_ci95_low": m[1] if m else "",
-                            "multiplier_ci95_high": m[2] if m else "",
+                            "non_embedding_compute_flops": p.non_embedding_compute or "",
+                            "multiplier": m.bootstrap.point if m and not m.problems else "",
+                            "multiplier_ci95_low": m.bootstrap.low if m and not m.problems else "",
+                            "multiplier_ci95_high": m.bootstrap.high if m and not m.problems else "",
+                            "multiplier_failed_draws": m.bootstrap.failed if m else "",
+                            "multiplier_withheld": "; ".join(m.problems) if m else "",
                         }
                     )
         self.plot(paths["scaling_png"])

@@ -94,12 +94,15 @@ def test_the_multiplier_of_a_curve_shifted_by_2x_in_compute_is_2(tmp_path: Path)
     md = report.write_report(study)["md"].read_text()
     assert "- swiglu: saturating power law L = 2.0000 + 40·C^(−0.1200) (4 rungs)" in md
     lines = md.splitlines()
-    table = lines.index("| variant | M vs swiglu | 95% CI | note |")
+    table = lines.index("| variant | M vs swiglu | 95% CI (paired) | failed draws | LOO band | note |")
     row = next(line for line in lines[table:] if line.startswith("| relu | "))
     cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[1] == "2.00"  # M = C_swiglu(L_relu(top)) / C_relu(top) = 2
+    assert cells[1] == "2.00"  # the fitted curves at swiglu's fitted top loss: C_swiglu(L*) / C_relu(L*) = 2
     low, high = (float(x) for x in cells[2].strip("[]").split(","))
     assert low <= 2.0 <= high
+    assert cells[5] == "unreliable CI: 2 seeds per rung"
+    base_row = next(line for line in lines[table:] if line.startswith("| swiglu | "))
+    assert [c.strip() for c in base_row.split("|")[1:-1]][1:3] == ["1.00", "[1.00, 1.00]"]  # 1 by construction
     scaling_rows = list(csv.DictReader((study.out / "scaling.csv").open()))
     assert float(scaling_rows[-1]["multiplier"]) == pytest.approx(2.0, rel=1e-3)
 
