@@ -272,22 +272,26 @@ def paired_bootstrap(
     resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    variant_compute: Sequence[float] | None = None,
 ) -> Bootstrap:
     """M of a variant against the baseline on the same rungs (``compute``), with a percentile interval
     from a paired bootstrap: per rung the **same** resampled seed indices for both (``base_losses[r][i]``
-    and ``variant_losses[r][i]`` are seed i of rung r), both curves refitted in every draw."""
+    and ``variant_losses[r][i]`` are seed i of rung r), both curves refitted in every draw.  ``compute``
+    is the baseline's compute per rung, ``variant_compute`` the variant's (default: the same; a variant
+    with fewer parameters trains with less compute on the same rung)."""
+    var_compute = list(compute if variant_compute is None else variant_compute)
     sizes = [min(len(b), len(v)) for b, v in zip(base_losses, variant_losses)]
     base = [list(b)[:n] for b, n in zip(base_losses, sizes)]
     var = [list(v)[:n] for v, n in zip(variant_losses, sizes)]
     top = float(max(compute))
-    point = curve_multiplier(fit_scaling(compute, _means(base)), fit_scaling(compute, _means(var)), top)
+    point = curve_multiplier(fit_scaling(compute, _means(base)), fit_scaling(var_compute, _means(var)), top)
     rng = np.random.default_rng(seed)
     values, failed = [], 0
     for _ in range(resamples):
         index = [rng.integers(0, n, size=n) for n in sizes]
         try:
             m = curve_multiplier(
-                fit_scaling(compute, _means(base, index)), fit_scaling(compute, _means(var, index)), top
+                fit_scaling(compute, _means(base, index)), fit_scaling(var_compute, _means(var, index)), top
             )
         except UserError:
             m = math.nan
@@ -301,9 +305,13 @@ def paired_bootstrap(
 
 
 def leave_one_rung_out(
-    compute: Sequence[float], base_losses: Sequence[Sequence[float]], variant_losses: Sequence[Sequence[float]]
+    compute: Sequence[float],
+    base_losses: Sequence[Sequence[float]],
+    variant_losses: Sequence[Sequence[float]],
+    variant_compute: Sequence[float] | None = None,
 ) -> list[float]:
     """M with each rung left out of both fits in turn (at the remaining top compute): the model-error band."""
+    var_compute = list(compute if variant_compute is None else variant_compute)
     out = []
     for drop in range(len(compute)):
         keep = [i for i in range(len(compute)) if i != drop]
@@ -311,7 +319,7 @@ def leave_one_rung_out(
         if len(c) < 2:
             continue
         base_fit = fit_scaling(c, _means([base_losses[i] for i in keep]))
-        var_fit = fit_scaling(c, _means([variant_losses[i] for i in keep]))
+        var_fit = fit_scaling([var_compute[i] for i in keep], _means([variant_losses[i] for i in keep]))
         out.append(curve_multiplier(base_fit, var_fit, max(c)))
     return out
 
@@ -347,7 +355,7 @@ def diagnose(compute: Sequence[float], losses: Sequence[Sequence[float]]) -> Dia
     if rungs < THRESHOLDS["min_rungs"]:
         problems.append(f"{rungs} rungs (needs ≥ {THRESHOLDS['min_rungs']})")
     if span < THRESHOLDS["min_span_decades"]:
-        problems.append(f"compute spans {span:.2f} decades (needs ≥ {THRESHOLDS['min_span_decades']:g})")
+        problems.append(f"compute spans {span:.3f} decades (needs ≥ {THRESHOLDS['min_span_decades']:g})")
     if math.isnan(sd):
         problems.append("one seed per rung: no seed SD to judge the fit by")
     max_resid, loo = math.nan, math.nan

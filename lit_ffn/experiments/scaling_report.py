@@ -155,18 +155,18 @@ class ScalingReport:
                 common = sorted(set(p.seeds) & set(base[p.rung].seeds))
                 if common:
                     b, v = base[p.rung].by_seed(), p.by_seed()
-                    paired.append((p.compute, [b[s] for s in common], [v[s] for s in common]))
+                    paired.append((base[p.rung].compute, p.compute, [b[s] for s in common], [v[s] for s in common]))
             if len(paired) < 2:
                 out[variant] = None
                 continue
-            compute = [c for c, _, _ in paired]
-            base_losses, var_losses = [b for _, b, _ in paired], [v for _, _, v in paired]
+            compute, var_compute = [c for c, _, _, _ in paired], [c for _, c, _, _ in paired]
+            base_losses, var_losses = [b for _, _, b, _ in paired], [v for _, _, _, v in paired]
             problems = [f"{self.baseline}: {p}" for p in scaling.diagnose(compute, base_losses).problems]
             if variant != self.baseline:
-                problems += [f"{variant}: {p}" for p in scaling.diagnose(compute, var_losses).problems]
+                problems += [f"{variant}: {p}" for p in scaling.diagnose(var_compute, var_losses).problems]
             out[variant] = MultiplierResult(
-                scaling.paired_bootstrap(compute, base_losses, var_losses),
-                scaling.leave_one_rung_out(compute, base_losses, var_losses),
+                scaling.paired_bootstrap(compute, base_losses, var_losses, variant_compute=var_compute),
+                scaling.leave_one_rung_out(compute, base_losses, var_losses, var_compute),
                 problems,
             )
         return out

@@ -73,3 +73,13 @@ def test_leave_one_rung_out_stays_at_k_on_exact_curves() -> None:
     variant = [[float(curve(2 * c))] for c in COMPUTE]
     band = scaling.leave_one_rung_out(COMPUTE, base, variant)
     assert len(band) == len(COMPUTE) and all(m == pytest.approx(2.0, rel=1e-3) for m in band)
+
+
+def test_a_variant_on_less_compute_per_rung_is_fitted_on_its_own_compute() -> None:
+    """A smaller FFN trains each rung with less compute: its curve is fitted at its own C, not the baseline's."""
+    base = [[float(curve(c))] * 2 for c in COMPUTE]
+    half = [c / 2 for c in COMPUTE]
+    same_losses_on_half = [[float(curve(c))] * 2 for c in COMPUTE]  # the baseline's losses at half the compute
+    boot = scaling.paired_bootstrap(COMPUTE, base, same_losses_on_half, resamples=20, variant_compute=half)
+    assert boot.point == pytest.approx(2.0, rel=1e-3)
+    assert all(m == pytest.approx(2.0, rel=1e-3) for m in scaling.leave_one_rung_out(COMPUTE, base, base, half))
