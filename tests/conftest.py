@@ -44,17 +44,9 @@ def train_tiny_tokenizer(
 
     ``special_tokens`` take the first ids, in order.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from lit_ffn.data.prepare.bpe import byte_level_bpe
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(special_tokens),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
+    tok, trainer = byte_level_bpe(vocab_size, special_tokens)
     tok.train_from_iterator(tiny_corpus() if texts is None else texts, trainer=trainer)
     path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(path))

@@ -53,6 +53,23 @@ def training_texts(items: Sequence[WorkItem], threshold: int, batch_rows: int) -
                     yield cleaned[0]
 
 
+def byte_level_bpe(vocab_size: int, special_tokens: Sequence[str]) -> tuple[Any, Any]:
+    """An untrained byte-level BPE (GPT-2's byte-level pre-tokenizer and decoder) and its trainer:
+    ``special_tokens`` take the first ids, then the 256 byte symbols, then merges up to ``vocab_size``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    return tokenizer, trainer
+
+
 def train_bpe(texts: Iterator[str], vocab_size: int, path: Path) -> dict[str, Any]:
     """Train a byte-level BPE of exactly ``vocab_size`` ids on ``texts``, save it to ``path``; its meta record.
 
@@ -60,18 +77,9 @@ def train_bpe(texts: Iterator[str], vocab_size: int, path: Path) -> dict[str, An
         PrepareError: the texts hold too few distinct pairs to reach ``vocab_size`` (nothing is saved).
     """
     import tokenizers
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     check_vocab_size(vocab_size)
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
+    tokenizer, trainer = byte_level_bpe(vocab_size, SPECIAL_TOKENS)
     documents = 0
 
     def counted() -> Iterator[str]:
