@@ -178,7 +178,7 @@ def test_the_shipped_ladders_parse_and_say_what_they_are(base: str, ladder: str)
     assert len(files) >= 4  # enough rungs for the power law
     read_ladder([str(f) for f in files], {})
     parser = FitConfigParser()
-    totals = []
+    totals, ratios = [], set()
     for file in files:
         config = parser.parse(["--config", str(root / base), "--config", str(file)])
         header = re.search(r"This rung: ([\d,]+) parameters .*?(\d+) steps = ([\d,]+) tokens", file.read_text(), re.S)
@@ -188,11 +188,14 @@ def test_the_shipped_ladders_parse_and_say_what_they_are(base: str, ladder: str)
         plain = {"trainer": dict(config.trainer), "data": dict(config.data)}
         plain["trainer"]["accumulate_grad_batches"] = 128 // int(config.data.batch_size) if "paper" in base else 1
         assert steps * _tokens_per_step(plain) == tokens, file.name
-        if "cpu" in ladder:  # issue 22's rule: >= 20 tokens per non-embedding parameter (rounded up to a
-            # whole step), warm-up <= 10% of the steps, the whole validation split
+        if "cpu" in ladder:  # issue 22's rule: one stated number k >= 20 of tokens per non-embedding parameter
+            # at every rung (rounded up to a whole step), warm-up <= 10% of the steps, the whole validation split
+            k = int(re.search(r"rule \(every rung of configs/ladder/cpu/\): (\d+) tokens per", file.read_text())[1])
             non_embedding = count_parameters(config.model).non_embedding
-            assert 20 <= tokens / non_embedding < 20 + _tokens_per_step(plain) / non_embedding, file.name
+            assert k >= 20 and k <= tokens / non_embedding < k + _tokens_per_step(plain) / non_embedding, file.name
+            ratios.add(k)
             assert config.model.warmup_steps <= 0.1 * steps and config.data.val_blocks is None, file.name
             assert config.trainer.val_check_interval == steps, file.name  # the final val/loss is at max_steps
         totals.append(total)
     assert totals == sorted(totals)  # the rungs grow
+    assert len(ratios) <= 1  # one tokens-per-parameter rule for the whole CPU ladder
