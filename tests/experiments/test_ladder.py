@@ -196,6 +196,10 @@ def test_the_shipped_ladders_parse_and_say_what_they_are(base: str, ladder: str)
             ratios.add(k)
             assert config.model.warmup_steps <= 0.1 * steps and config.data.val_blocks is None, file.name
             assert config.trainer.val_check_interval == steps, file.name  # the final val/loss is at max_steps
+        else:  # the paper run's tokens per non-embedding parameter at every rung, to the nearest 50-step multiple
+            ratio = 104_857_600 / 24_785_536  # configs/paper/qwen3_83m.yaml: 400 steps x 128 x 2048 tokens
+            exact_steps = ratio * count_parameters(config.model).non_embedding / _tokens_per_step(plain)
+            assert steps % 50 == 0 and abs(steps - exact_steps) <= 25, file.name
         totals.append(total)
     assert totals == sorted(totals)  # the rungs grow
     assert len(ratios) <= 1  # one tokens-per-parameter rule for the whole CPU ladder
