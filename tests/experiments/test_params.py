@@ -65,8 +65,8 @@ def test_every_builtin_ffn_in_the_paper_model_is_83m_and_matched() -> None:
 
 
 def test_params_table_matches_the_quickstart_counts(capsys: pytest.CaptureFixture) -> None:
-    """The README's quickstart table (dim 128, 4 layers, 4,096-token vocabulary): 1,213,824 for the 2- and 3-matrix
-    FFNs, +1,032 for DynamicGEGLU (LayerNorm(128) + s + b per layer), +2,560 for IsoGMLP (LayerNorm(320))."""
+    """The README's quickstart table (dim 96, 3 layers, 4,096-token vocabulary): 688,992 for the 2- and 3-matrix
+    FFNs, +582 for DynamicGEGLU (LayerNorm(96) + s + b per layer), +1,536 for IsoGMLP (LayerNorm(256))."""
     names = ["relu", "swiglu", "geglu_tanh", "dynamic_geglu", "iso_gmlp"]
     assert main(["--config", str(REPO / "configs" / "quickstart.yaml"), "--ffn", *names]) == 0
     out = capsys.readouterr().out
@@ -77,11 +77,11 @@ def test_params_table_matches_the_quickstart_counts(capsys: pytest.CaptureFixtur
     }
     assert list(rows) == names
     total = {name: int(cells[4].split()[0].replace(",", "")) for name, cells in rows.items()}
-    assert total["swiglu"] == total["relu"] == total["geglu_tanh"] == 1_213_824
-    assert total["dynamic_geglu"] == 1_213_824 + 4 * (2 * 128 + 2)
-    assert total["iso_gmlp"] == 1_213_824 + 4 * 2 * 320
-    assert rows["relu"][1] == "480" and rows["swiglu"][1] == "320"  # hidden widths 3u and 2u
-    assert "dim 128, 4 layers" in out and "spread of the totals" in out
+    assert total["swiglu"] == total["relu"] == total["geglu_tanh"] == 688_992
+    assert total["dynamic_geglu"] == 688_992 + 3 * (2 * 96 + 2)
+    assert total["iso_gmlp"] == 688_992 + 3 * 2 * 256
+    assert rows["relu"][1] == "384" and rows["swiglu"][1] == "256"  # hidden widths 3u and 2u
+    assert "dim 96, 3 layers" in out and "spread of the totals" in out
 
 
 def test_count_parameters_of_a_saved_config_section() -> None:
