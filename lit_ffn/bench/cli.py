@@ -64,7 +64,7 @@ from typing import Any
 
 from lit_ffn.bench.measure import MemoryMeter, run_benchmark
 from lit_ffn.bench.report import build_report, render_markdown
-from lit_ffn.bench.runners import Runner, hf_runner, lit_runner
+from lit_ffn.bench.runners import Runner, hf_runner, lit_runner, litgpt_runner
 from lit_ffn.bench.settings import PRECISIONS, ModelConfigs, settings_from
 from lit_ffn.errors import UserError, run_tool
 from lit_ffn.ffn.registry import spec_for
@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model (default 10)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per model first (default 3)")
     parser.add_argument("--compare-hf", action="store_true", help="also time transformers' Qwen3ForCausalLM")
+    parser.add_argument(
+        "--compare-litgpt",
+        action="store_true",
+        help="also time litgpt's GPT with a Qwen3 config of the same shape (pip install --no-deps litgpt==0.5.13)",
+    )
     parser.add_argument("--json", metavar="OUT", help="write the report as JSON")
     parser.add_argument("--markdown", metavar="OUT", help="write the report as a Markdown table")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
@@ -143,12 +148,13 @@ def bench(argv: list[str], log: Callable[[str], None] = lambda msg: print(msg, f
     cfg = configs.config
     settings = settings_from(args, cfg)
     ffns: list[dict[str, Any] | None] = [spec_for(name) for name in args.ffn] if args.ffn else [None]
-    if args.compare_hf and not any(_ffn_class(f, cfg) == "lit_ffn.ffn.SwiGLU" for f in ffns):
+    compare = args.compare_hf or args.compare_litgpt
+    if compare and not any(_ffn_class(f, cfg) == "lit_ffn.ffn.SwiGLU" for f in ffns):
         ffns.append({"class_path": "lit_ffn.ffn.SwiGLU"})  # the model transformers' Qwen3 is compared with
     built: list[Runner] = []
 
     def lit(ffn: dict[str, Any] | None, chunk: int | None) -> Runner:
-        keep = args.compare_hf and _ffn_class(ffn, cfg) == "lit_ffn.ffn.SwiGLU" and not built_swiglu(built)
+        keep = compare and _ffn_class(ffn, cfg) == "lit_ffn.ffn.SwiGLU" and not built_swiglu(built)
         built.append(lit_runner(configs, ffn, settings, loss_chunk_size=chunk, keep_initial_weights=keep))
         return built[-1]
 
@@ -156,8 +162,18 @@ def bench(argv: list[str], log: Callable[[str], None] = lambda msg: print(msg, f
     factories: list[Callable[[], Runner]] = [
         lambda ffn=ffn, chunk=chunk: lit(ffn, chunk) for ffn in ffns for chunk in chunks
     ]
-    if args.compare_hf:
-        factories.append(lambda: hf_runner(next(r for r in built if r.initial_weights is not None), settings))
+    peers = [hf_runner] * args.compare_hf + [litgpt_runner] * args.compare_litgpt
+
+    def peer_factory(peer: Callable[[Runner, Any], Runner], last: bool) -> Runner:
+        reference = next(r for r in built if r.initial_weights is not None)
+        runner = peer(reference, settings)
+        if last:  # every peer has its copy: drop lit_ffn's initial weights
+            reference.initial_weights = None
+        return runner
+
+    last_index = len(peers) - 1
+    for index, peer in enumerate(peers):
+        factories.append(lambda peer=peer, last=index == last_index: peer_factory(peer, last))
     runners = run_benchmark(factories, settings, log)
     peak, peak_source = peak_flops(settings.device, precision_dtype(settings.precision), args.peak_tflops)
     if args.peak_tflops:

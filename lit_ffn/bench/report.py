@@ -89,23 +89,24 @@ def build_report(
                 "last_loss": r.losses[-1] if r.losses else None,
             }
         )
-    ratios = []
-    hf = next((res for res in results if res["impl"] == "transformers" and "error" not in res), None)
-    if hf is not None:
+    ratios = []  # every lit_ffn SwiGLU row against every peer (transformers, litgpt) that ran
+    peers = [res for res in results if res["impl"] != "lit_ffn" and "error" not in res]
+    for peer in peers:
         for res in results:
             if res["impl"] == "lit_ffn" and res["ffn"] == "SwiGLU" and "error" not in res:
                 ratios.append(
                     {
                         "lit_ffn": res["name"],
-                        "transformers": hf["name"],
-                        "tokens_per_s_ratio": res["tokens_per_s"] / hf["tokens_per_s"],
+                        "peer": peer["name"],
+                        "peer_impl": peer["impl"],
+                        "tokens_per_s_ratio": res["tokens_per_s"] / peer["tokens_per_s"],
                     }
                 )
     return {
         "command": "lit_ffn bench " + shlex.join(argv),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "device": device_description(settings.device),
-        "versions": package_versions(("torch", "lightning", "transformers")),
+        "versions": package_versions(("torch", "lightning", "transformers", "litgpt")),
         "load_average_before": list(load_before) if load_before else None,
         "load_average_after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "precision": settings.precision,
@@ -136,7 +137,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         (
             f"{report['device']}; torch {report['versions']['torch']}, lightning {report['versions']['lightning']}, "
-            f"transformers {report['versions']['transformers']}; {report['precision']}, batch {report['batch_size']} × "
+            f"transformers {report['versions']['transformers']}{_litgpt_text(report)}; {report['precision']}, batch {report['batch_size']} × "
             f"{report['seq_len']} tokens, compile {_compile_text(report)}, {report['warmup_steps']} warm-up + "
             f"{report['timed_steps']} timed steps (interleaved); load average before "
             f"{'/'.join(f'{x:.1f}' for x in load) if load else 'n/a'}."
@@ -161,13 +162,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     for ratio in report["ratios"]:
         lines.append("")
-        lines.append(f"{ratio['lit_ffn']} / {ratio['transformers']}: **{ratio['tokens_per_s_ratio']:.2f}×** tokens/s")
+        lines.append(f"{ratio['lit_ffn']} / {ratio['peer']}: **{ratio['tokens_per_s_ratio']:.2f}×** tokens/s")
     lines += [
         "",
         f"MFU: {report['flop_formula']}; peak: {report['peak_flops_source']}.",
         f"Peak memory: {report['memory_method']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _litgpt_text(report: dict[str, Any]) -> str:
+    ran = any(res["impl"] == "litgpt" for res in report["results"])
+    return f", litgpt {report['versions'].get('litgpt')}" if ran else ""
 
 
 def _compile_text(report: dict[str, Any]) -> str:

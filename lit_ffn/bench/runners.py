@@ -1,4 +1,5 @@
-"""The models ``lit_ffn bench`` times: lit_ffn's decoder and transformers' Qwen3 with the same weights."""
+"""The models ``lit_ffn bench`` times: lit_ffn's decoder, and transformers' Qwen3 and litgpt's GPT (Qwen3
+config) with the same shape and the same initial weights."""
 
 from __future__ import annotations
 
@@ -152,7 +153,6 @@ def hf_runner(reference: Runner, settings: Settings) -> Runner:
     config._attn_implementation = "sdpa"
     hf = transformers.Qwen3ForCausalLM(config)
     missing, unexpected = hf.load_state_dict(reference.initial_weights, strict=False)
-    reference.initial_weights = None
     if unexpected or set(missing) - ({"lm_head.weight"} if hp.tie_embeddings else set()):
         raise RuntimeError(f"lit_ffn → transformers weight copy: missing {missing}, unexpected {unexpected}")
     if hp.tie_embeddings:
@@ -166,16 +166,6 @@ def hf_runner(reference: Runner, settings: Settings) -> Runner:
         # targets are already shifted: shift_labels= tells transformers' ForCausalLMLoss not to shift again
         return hf(input_ids=tokens, labels=targets, shift_labels=targets).loss
 
-    # the same AdamW (hyperparameters, fused or not, decay only on matrices) as lit_ffn's
-    decay = [p for p in hf.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in hf.parameters() if p.requires_grad and p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    defaults = reference.optimizer.defaults
-    optimizer = torch.optim.AdamW(
-        groups,
-        **{k: defaults[k] for k in ("betas", "eps", "fused", "foreach")},
-        lr=reference.optimizer.param_groups[0]["lr"],
-    )  # the schedule's current lr
     return Runner(
         name="transformers Qwen3ForCausalLM",
         impl="transformers",
@@ -183,8 +173,87 @@ def hf_runner(reference: Runner, settings: Settings) -> Runner:
         module=hf,
         settings=settings,
         loss_fn=loss_fn,
-        optimizer=optimizer,
+        optimizer=peer_optimizer(hf, reference),
         num_params=sum(p.numel() for p in hf.parameters()),
+        flops_per_token=reference.flops_per_token,
+    )
+
+
+def peer_optimizer(module: torch.nn.Module, reference: Runner) -> torch.optim.Optimizer:
+    """The same AdamW as ``reference``'s (hyperparameters, fused or not, the schedule's current lr), with
+    weight decay only on matrices as lit_ffn's."""
+    decay = [p for p in module.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim < 2]
+    weight_decay = reference.module.hparams.weight_decay
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    defaults = reference.optimizer.defaults
+    return torch.optim.AdamW(
+        groups,
+        **{k: defaults[k] for k in ("betas", "eps", "fused", "foreach")},
+        lr=reference.optimizer.param_groups[0]["lr"],
+    )
+
+
+def litgpt_runner(reference: Runner, settings: Settings) -> Runner:
+    """litgpt's ``GPT`` with a Qwen3 config of ``reference``'s shape (a lit_ffn SwiGLU runner), its weights
+    copied in by litgpt's own Qwen3 checkpoint converter, trained with litgpt pretraining's loss
+    (``litgpt.utils.chunked_cross_entropy`` on the full logits). litgpt has no tied-embedding option for
+    Qwen3; the head is tied by hand (``lm_head.weight`` is ``wte.weight``) so both models are the same."""
+    try:
+        from litgpt.config import Config
+        from litgpt.model import GPT
+        from litgpt.scripts.convert_hf_checkpoint import copy_weights_qwen_3
+        from litgpt.utils import chunked_cross_entropy
+    except ImportError as err:
+        raise UserError(
+            f"--compare-litgpt needs litgpt ({err}): pip install --no-deps litgpt==0.5.13 "
+            "(its other requirements are lit_ffn's own; without --no-deps pip would downgrade jsonargparse)"
+        ) from None
+    lit = reference.module
+    decoder, hp = lit.model, lit.hparams
+    config = Config(
+        name="lit_ffn-bench-qwen3",
+        block_size=settings.seq_len,
+        vocab_size=hp.vocab_size,
+        padded_vocab_size=hp.vocab_size,
+        n_layer=hp.n_layers,
+        n_head=hp.n_heads,
+        n_embd=hp.dim,
+        n_query_groups=hp.n_kv_heads,
+        head_size=hp.head_dim,
+        rotary_percentage=1.0,
+        parallel_residual=False,
+        bias=False,
+        norm_class_name="RMSNorm",
+        norm_eps=hp.norm_eps,
+        norm_qk=True,
+        mlp_class_name="LLaMAMLP",
+        intermediate_size=decoder.layers[0].ffn.hidden_dim,
+        rope_base=int(hp.rope_theta),
+    )
+    gpt = GPT(config)
+    state: dict[str, torch.Tensor] = {}
+    copy_weights_qwen_3(config, {}, state, dict(reference.initial_weights))
+    gpt.load_state_dict(state, strict=True)
+    if hp.tie_embeddings:
+        gpt.lm_head.weight = gpt.transformer.wte.weight
+    gpt = _prepare_module(gpt, settings)
+    if settings.compile:  # the same per-block compile as lit_ffn's
+        for block in gpt.transformer.h:
+            block.compile(backend=settings.compile_backend)
+
+    def loss_fn(tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return chunked_cross_entropy(gpt(tokens), targets)  # as litgpt/pretrain.py's training step
+
+    return Runner(
+        name="litgpt GPT (Qwen3 config)",
+        impl="litgpt",
+        ffn="SwiGLU",
+        module=gpt,
+        settings=settings,
+        loss_fn=loss_fn,
+        optimizer=peer_optimizer(gpt, reference),
+        num_params=sum(p.numel() for p in gpt.parameters()),
         flops_per_token=reference.flops_per_token,
     )
 
@@ -217,4 +286,4 @@ def hf_state_dict(decoder: Any, clone: bool = False) -> dict[str, torch.Tensor]:
     return out
 
 
-__all__ = ["Runner", "fit_optimizer", "hf_runner", "hf_state_dict", "lit_runner"]
+__all__ = ["Runner", "fit_optimizer", "hf_runner", "hf_state_dict", "lit_runner", "litgpt_runner", "peer_optimizer"]

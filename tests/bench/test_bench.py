@@ -80,7 +80,7 @@ def test_bench_compare_hf_report(tiny_config: Path, tmp_path: Path, capsys: pyte
     assert hf["first_loss"] == pytest.approx(lit["first_loss"], abs=1e-4)
     assert hf["first_loss"] == pytest.approx(torch.log(torch.tensor(float(TINY_VOCAB))).item(), abs=0.1)
     (ratio,) = report["ratios"]
-    assert ratio["lit_ffn"] == "lit_ffn SwiGLU"
+    assert ratio["lit_ffn"] == "lit_ffn SwiGLU" and ratio["peer"] == "transformers Qwen3ForCausalLM"
     assert ratio["tokens_per_s_ratio"] == pytest.approx(lit["tokens_per_s"] / hf["tokens_per_s"])
     assert report["gradient_clip_val"] == 1.0 and report["precision"] == "32-true"
     assert report["versions"]["torch"] == torch.__version__.split("+")[0]
@@ -91,6 +91,38 @@ def test_bench_compare_hf_report(tiny_config: Path, tmp_path: Path, capsys: pyte
     table = [line for line in markdown.splitlines() if line.startswith(("| lit_ffn", "| transformers"))]
     assert len(table) == 4
     assert "lit_ffn SwiGLU / transformers Qwen3ForCausalLM" in markdown
+
+
+def test_bench_compare_litgpt_same_model(tiny_config: Path, tmp_path: Path) -> None:
+    """litgpt's GPT (Qwen3 config) gets lit_ffn's initial weights through litgpt's own converter: same
+    parameter count and the same first and last losses as lit_ffn and transformers (same data, same AdamW)."""
+    pytest.importorskip("litgpt")
+    from lit_ffn.bench import bench
+
+    argv = ["--config", str(tiny_config), "--ffn", "swiglu", "--steps", "2", "--warmup", "1", "--device", "cpu"]
+    report = bench([*argv, "--compare-hf", "--compare-litgpt"], log=lambda _: None)
+    lit, hf, gpt = report["results"]
+    assert gpt["name"] == "litgpt GPT (Qwen3 config)" and gpt["impl"] == "litgpt"
+    assert gpt["params"] == lit["params"] == hf["params"] and gpt["optimizer"] == lit["optimizer"]
+    # same weights: the first step's loss agrees; same optimizer and data: so do the later steps'
+    assert gpt["first_loss"] == pytest.approx(lit["first_loss"], abs=1e-5)
+    assert gpt["last_loss"] == pytest.approx(lit["last_loss"], abs=1e-4)
+    assert [r["peer"] for r in report["ratios"]] == [hf["name"], gpt["name"]]
+    assert report["ratios"][1]["tokens_per_s_ratio"] == pytest.approx(lit["tokens_per_s"] / gpt["tokens_per_s"])
+    assert report["versions"]["litgpt"] is not None
+
+
+def test_bench_compare_litgpt_missing(tiny_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without litgpt, --compare-litgpt is one line that says how to install it."""
+    import sys
+
+    from lit_ffn.bench import bench
+    from lit_ffn.errors import UserError
+
+    for name in ["litgpt", "litgpt.config", *(m for m in sys.modules if m.startswith("litgpt."))]:
+        monkeypatch.setitem(sys.modules, name, None)  # import litgpt (or a submodule) -> ImportError
+    with pytest.raises(UserError, match="pip install --no-deps litgpt==0.5.13"):
+        bench(["--config", str(tiny_config), "--steps", "1", "--compare-litgpt", "--device", "cpu"], log=lambda _: None)
 
 
 def test_bench_config_ffn_bf16_and_plain_loss(tiny_config: Path, tmp_path: Path) -> None:

@@ -129,7 +129,7 @@ def run_throughput(ctx: Context) -> Result:
             mfu = f", MFU {100 * res['mfu']:.1f}%" if res["mfu"] is not None else ""
             parts.append(f"{label} {res['tokens_per_s']:,.0f} tok/s{mfu}")
     for ratio in eager["ratios"]:
-        parts.append(f"{ratio['tokens_per_s_ratio']:.2f}× transformers (eager)")
+        parts.append(f"{ratio['tokens_per_s_ratio']:.2f}× {ratio['peer_impl']} (eager)")
     hf = next((r for r in eager["results"] if r["impl"] == "transformers"), None)
     if hf is not None and "error" in hf:
         parts.append(f"transformers: {hf['error']}")
