@@ -62,7 +62,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lit_ffn.bench.measure import MemoryMeter, run_benchmark
+from lit_ffn.bench.profile import PROFILE_STEPS, profile_steps, render_profile
 from lit_ffn.bench.report import build_report, render_markdown
 from lit_ffn.bench.runners import Runner, hf_runner, lit_runner, litgpt_runner
 from lit_ffn.bench.settings import PRECISIONS, ModelConfigs, settings_from
@@ -96,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--compare-litgpt",
         action="store_true",
         help="also time litgpt's GPT with a Qwen3 config of the same shape (pip install --no-deps litgpt==0.5.13)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, profile 3 more steps of each model (torch.profiler) and print the share of "
+        "their time in FFN / attention / head+loss / norms+rope / optimizer / other",
     )
     parser.add_argument("--json", metavar="OUT", help="write the report as JSON")
     parser.add_argument("--markdown", metavar="OUT", help="write the report as a Markdown table")
@@ -179,13 +188,29 @@ def bench(argv: list[str], log: Callable[[str], None] = lambda msg: print(msg, f
     if args.peak_tflops:
         peak, peak_source = args.peak_tflops * 1e12, "--peak-tflops"
     report = build_report(runners, settings, peak, peak_source, MemoryMeter(settings.device).method, argv, load_before)
+    if args.profile:
+        report["profile"] = profile_runners(runners, settings)
     markdown = render_markdown(report)
+    if args.profile:
+        markdown += "\nWhere a step's time goes (`--profile`, lit_ffn.bench.profile):\n\n"
+        markdown += render_profile([(row["name"], row["shares"]) for row in report["profile"]])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown)
     print(markdown)
     return report
+
+
+def profile_runners(runners: list[Runner], settings: Any) -> list[dict[str, Any]]:
+    """``PROFILE_STEPS`` profiled training steps per model that ran, on fresh random batches shared by all."""
+    generator = torch.Generator().manual_seed(settings.seed + 1)
+    shape = (PROFILE_STEPS, settings.batch_size, settings.seq_len + 1)
+    blocks = torch.randint(0, settings.vocab_size, shape, generator=generator).to(settings.device)
+    batches = [(block[:, :-1].contiguous(), block[:, 1:].contiguous()) for block in blocks]
+    return [
+        {"name": runner.name, "shares": profile_steps(runner, batches)} for runner in runners if runner.error is None
+    ]
 
 
 def built_swiglu(runners: list[Runner]) -> bool:
