@@ -114,9 +114,12 @@ def _region(event: Any) -> str | None:
 def group_times(events: list[Any]) -> dict[str, float]:
     """Self CPU time (µs) per group of a profiled step's events (see the module docstring)."""
     forward_group: dict[int, str] = {}
-    for event in events:
-        if event.sequence_nr >= 0 and not event.name.startswith("autograd::engine"):
-            forward_group.setdefault(event.sequence_nr, _region(event) or "other")
+    for event in sorted(events, key=lambda e: e.time_range.start):
+        region = _region(event)  # None: a backward op (they record their node's number too)
+        if event.sequence_nr >= 0 and region is not None:
+            # every forward op records the number the *next* autograd node will get; the last op (in
+            # start order) to record it is the one that created the node
+            forward_group[event.sequence_nr] = region
     times = dict.fromkeys(GROUPS, 0.0)
     for event in events:
         group, node = _region(event), event
