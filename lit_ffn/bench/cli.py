@@ -1,10 +1,11 @@
-"""``lit_ffn bench``: training throughput of lit_ffn (and of transformers' Qwen3) on this device.
+"""``lit_ffn bench``: training throughput of lit_ffn (and of transformers' Qwen3, litgpt's GPT) on this device.
 
 ::
 
     lit_ffn bench --config configs/quickstart.yaml                         # the config's FFN
     lit_ffn bench --config configs/quickstart.yaml --ffn swiglu geglu dynamic_geglu
     lit_ffn bench --config configs/quickstart.yaml --compare-hf --json bench.json --markdown bench.md
+    lit_ffn bench --config configs/quickstart.yaml --compare-hf --compare-litgpt --profile
     lit_ffn bench --config configs/quickstart.yaml --loss-chunk-size 4096 1024 0   # one model per value
     lit_ffn bench --config configs/paper/qwen3_83m.yaml --device cuda --compile --compare-hf
 
@@ -49,7 +50,9 @@ loop over ``--batch-size`` finds the largest micro-batch that fits).
 (SwiGLU with lit_ffn's hidden width, ``attn_implementation="sdpa"``, same
 dtype, precision, batch and optimizer), copies lit_ffn's SwiGLU weights into
 it (so the first losses agree: a check that both compute the same thing), and
-reports tokens/s of lit_ffn / transformers.
+reports tokens/s of lit_ffn / transformers.  ``--compare-litgpt`` does the same with litgpt 0.5.13's
+``GPT`` (Qwen3 config; :func:`lit_ffn.bench.runners.litgpt_runner`).  ``--profile`` prints where a
+step's time goes (:mod:`lit_ffn.bench.profile`).
 """
 
 from __future__ import annotations
