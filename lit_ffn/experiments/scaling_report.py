@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_ffn.experiments import scaling
-from lit_ffn.experiments.report import RunResult, _tokens_per_step
+from lit_ffn.experiments.runs import RunResult, study_reference, tokens_per_step
 from lit_ffn.experiments.study import Pair, Study
 
 
@@ -45,7 +45,7 @@ def run_compute(config: dict[str, Any]) -> tuple[float, int, int] | None:
     from lit_ffn.model import Decoder
     from lit_ffn.training.config import model_kwargs
 
-    per_step = _tokens_per_step(config)
+    per_step = tokens_per_step(config)
     steps = (config.get("trainer") or {}).get("max_steps")
     if not per_step or not steps or int(steps) <= 0 or "model" not in config:
         return None
@@ -119,7 +119,7 @@ class ScalingReport:
                 config = next((r.config for r in done if r.config), None)
                 compute = run_compute(config) if config else None
                 finished = sorted(
-                    (p.seed, r.final[1]) for p, r in runs.items() if r in done and r.final and math.isfinite(r.final[1])
+                    (p.seed, r.loss) for p, r in runs.items() if r in done and r.loss is not None and math.isfinite(r.loss)
                 )
                 self.points[variant].append(
                     RungPoint(
@@ -130,11 +130,17 @@ class ScalingReport:
                         [seed for seed, _ in finished],
                     )
                 )
+        #: the dataset's unigram reference (nats/token): a rung whose mean loss does not beat it is left out of the fits
+        self.reference = study_reference(runs)
         self.fits: dict[str, scaling.ScalingFit | None] = {v: self._fit(v) for v in study.variants}
         self.multipliers = self._multipliers()
 
+    def above_reference(self, point: RungPoint) -> bool:
+        """The point's mean loss does not beat the unigram reference (it learned no more than token frequencies)."""
+        return self.reference is not None and bool(point.losses) and point.mean >= self.reference
+
     def usable(self, variant: str) -> list[RungPoint]:
-        return [p for p in self.points[variant] if p.compute and p.losses]
+        return [p for p in self.points[variant] if p.compute and p.losses and not self.above_reference(p)]
 
     def _fit(self, variant: str) -> scaling.ScalingFit | None:
         pts = self.usable(variant)
@@ -190,6 +196,17 @@ class ScalingReport:
                     f"{p.compute:.3e} | {len(p.losses)} | {loss} |"
                     if p.compute
                     else f"| {rung} | {variant} | — | — | — | {len(p.losses)} | {loss} |"
+                )
+        if self.reference is not None:
+            lines += [
+                "",
+                f"Unigram reference of the data (train-split token frequencies): {self.reference:.4f} nats/token.",
+            ]
+            excluded = [p for pts in self.points.values() for p in pts if self.above_reference(p)]
+            for p in excluded:
+                lines.append(
+                    f"- ⚠ {p.variant} at `{p.rung}`: mean final loss {p.mean:.4f} does not beat the unigram reference: "
+                    "left out of its scaling fit (it has learned no more than token frequencies)"
                 )
         lines += ["", "Fits of L(C) per variant (mean loss over seeds at each rung):", ""]
         for variant in study.variants:
