@@ -361,7 +361,9 @@ def detectable_differences(row: VariantRow, baseline: VariantRow) -> tuple[float
 
     common = sorted(set(row.values) & set(baseline.values))
     welch_mdd = mdd_welch(list(row.values.values()), list(baseline.values.values()))
-    paired_mdd = mdd_paired([row.values[s] - baseline.values[s] for s in common])
+    scale = max((max(abs(row.values[s]), abs(baseline.values[s])) for s in common), default=0.0)
+    float32_rtol = 8 * float(np.finfo(np.float32).eps)  # as build_rows' paired test: NaN exactly where it is
+    paired_mdd = mdd_paired([row.values[s] - baseline.values[s] for s in common], scale=scale, rtol=float32_rtol)
     return welch_mdd, paired_mdd
 
 
@@ -460,11 +462,7 @@ def reference_lines(runs: dict[Pair, RunResult]) -> list[str]:
     if reference is None:
         return ["- unigram reference: not recorded for this dataset (meta.json has no unigram_val_loss)"]
     above = sorted(
-
-            r.pair.describe()
-            for r in runs.values()
-            if r.loss is not None and math.isfinite(r.loss) and r.loss >= reference
-
+        r.pair.describe() for r in runs.values() if r.loss is not None and math.isfinite(r.loss) and r.loss >= reference
     )
     line = (
         f"- unigram reference of the data: {reference:.4f} nats/token (the validation blocks under the training "
