@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from lit_ffn.errors import UserError
+from lit_ffn.experiments.outcomes_report import MIN_VERDICT_DF, outcomes_section
 from lit_ffn.experiments.runs import (  # noqa: F401 - read_run, tokens_per_second: re-exported (older callers)
     RunResult,
     _tokens_per_step,
@@ -70,6 +71,8 @@ def _verdict(welch: Any, p_holm: float, paired: Any, p_paired_holm: float, basel
     )
     if math.isnan(test.p):
         return "no test (needs n ≥ 2 in both, and some spread)"
+    if test.df < MIN_VERDICT_DF:  # e.g. a paired test of 2 seeds: ν = 1
+        return f"too few seeds for a verdict ({name} ν = {test.df:g} < {MIN_VERDICT_DF:g})"
     direction = "lower" if test.diff < 0 else "higher"
     if test.p >= 0.05:
         return f"no detectable difference ({name})"
@@ -303,6 +306,7 @@ def results_markdown(
             f"{row.values[s] - base_values[s]:+.{d}f}" if s in row.values and s in base_values else "—" for s in seeds
         ]
         lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
+    lines += outcomes_section(list(study.variants), runs, baseline)
     diverged = [r for r in runs.values() if r.diverged]
     if diverged:
         lines += ["", "Diverged (an outcome, not a failure: the loss became non-finite; not in the t-tests):", ""]
