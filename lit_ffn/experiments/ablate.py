@@ -7,225 +7,39 @@
     lit_ffn ablate … --tune model.lr=1e-4,3e-4,1e-3 --tune-seeds 100 101   # tune per variant, confirm on --seeds
     lit_ffn ablate … --ladder configs/ladder/cpu/*.yaml                    # every run at each rung; scaling fits
 
-The study — its pairs, run directories, fit commands and ``DIR/study.json`` —
-is :mod:`lit_ffn.experiments.study`; the report (``results.md``, ``results.csv``,
-``curves.png``, ``gates.png``) is :mod:`lit_ffn.experiments.report`.  This module
-runs the pairs: one after another, seed-major (every variant with the first
-seed, then the second seed, …: a study stopped early is still balanced), each
-in its own ``python -m lit_ffn.cli`` subprocess so that a crash ends only that
-run; its output goes to ``DIR/logs/<v>/seed_<s>.log``.
+The command line of a study: planning is :mod:`lit_ffn.experiments.study` (pairs, run
+directories, fit commands, ``DIR/study.json``), running :mod:`lit_ffn.experiments.runner`
+(one subprocess per pair, resumable: rerunning the same command after a crash, a Ctrl-C or a
+preempted SLURM task finishes the study without redoing work, and a finished study's rerun only
+rewrites the report), the report :mod:`lit_ffn.experiments.report`.  This module parses the
+arguments and writes ``--print-commands`` / ``--slurm-array`` output.
 
-Resumable.  A pair whose fit exited 0 having reached ``trainer.max_steps``
-gets a ``DONE`` file in its run directory (with its final validation loss) and
-is skipped from then on; a pair with a ``last.ckpt`` but no ``DONE`` resumes
-from it; a pair with neither starts (again) from scratch.  Rerunning the same
-command after a crash, a Ctrl-C or a preempted SLURM task therefore finishes
-the study without redoing work.
-
-Tuned studies run the tuning stage first; a confirmation run starts once its
-variant's tuning runs (at its rung) are all done, at the chosen point.  A
-tuning run whose loss became non-finite (``lit_ffn fit`` exit code 3) is done
-and "diverged": that point's loss counts as +inf.  A confirmation run that
-diverges has failed.
+Tuned studies run the tuning stage first (``--tune-seeds``, default 100 101); a confirmation run
+starts once its variant's tuning runs (at its rung) are all done, at the chosen point.  A run whose
+loss became non-finite (``lit_ffn fit`` exit code 3) is done and "diverged": its loss counts as +∞
+in the tuning choice and in the comparisons (divergence rate, rank test).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
-import shutil
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import yaml
 
 from lit_ffn.errors import UserError
 from lit_ffn.experiments.report import write_report
-from lit_ffn.experiments.study import DONE, Pair, Study, check_configs, final_val_loss, make_study
-
-#: ``lit_ffn fit``'s exit code when the training loss or gradients became non-finite (lit_ffn.cli).
-DIVERGED_EXIT_CODE = 3
-
-#: ``launch(fit_argv, log_path) -> exit code``: how a pair is run.
-Launcher = Callable[[list[str], Path], int]
-
-
-# ================================================================== running
-def subprocess_launcher(args: list[str], log_path: Path) -> int:
-    """Run ``python -m lit_ffn.cli ARGS`` in a child process, output appended to ``log_path``.
-
-    The default: a crash (exception, OOM kill, segfault) ends only this run."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "a") as log:
-        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} lit_ffn {shlex.join(args)}\n")
-        log.flush()
-        return subprocess.run(
-            [sys.executable, "-m", "lit_ffn.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env, check=False
-        ).returncode
-
-
-def in_process_launcher(args: list[str], log_path: Path) -> int:
-    """Run the fit inside this process (tests, debugging): faster to start, but a
-    hard crash takes the whole study down.  Exceptions become exit code 1."""
-    import traceback
-
-    from lit_ffn.cli import main as cli_main
-
-    try:
-        return cli_main(args)
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    except Exception:  # noqa: BLE001 - a failed run must not end the study
-        traceback.print_exc()
-        return 1
-
-
-def _checkpoint_step(path: Path) -> int | None:
-    """``global_step`` of a Lightning checkpoint (memory-mapped: tensors are not read)."""
-    import torch
-
-    try:
-        return int(torch.load(path, map_location="cpu", mmap=True, weights_only=False)["global_step"])
-    except Exception:  # noqa: BLE001 - an unreadable checkpoint is "not finished"
-        return None
-
-
-def _finished(run_dir: Path) -> tuple[bool, str]:
-    """Whether a fit that exited 0 really reached ``trainer.max_steps`` (not e.g. an interrupt)."""
-    config_path = run_dir / "config.yaml"
-    if not config_path.exists():
-        return False, f"no {config_path}"
-    max_steps = int((yaml.safe_load(config_path.read_text()).get("trainer") or {}).get("max_steps") or -1)
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    if max_steps <= 0 or not ckpt.exists():
-        return True, "finished"
-    step = _checkpoint_step(ckpt)
-    if step is None or step < max_steps:
-        return False, f"stopped at step {step} < max_steps {max_steps}"
-    return True, f"step {step}"
-
-
-def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, clean_checkpoints: bool = False) -> str:
-    """Bring one pair to DONE (skip, resume or start); returns its final state
-    (``"done"``, ``"diverged"`` (a tuning run), ``"skipped"``, ``"waiting"`` (a confirmation run
-    whose tuning is not finished) or ``"failed: …"``)."""
-    state = study.state(pair)
-    if state == "done":
-        failed = evaluate_pair(study, pair, launch)
-        if failed is None and clean_checkpoints:
-            shutil.rmtree(study.run_dir(pair) / "checkpoints", ignore_errors=True)
-        return failed or "skipped"
-    if state == "waiting":
-        return "waiting"
-    run_dir = study.run_dir(pair)
-    if state == "new" and run_dir.exists():
-        # A previous attempt died before its first checkpoint: its events would
-        # duplicate steps, so start from an empty directory (inside DIR/runs only).
-        shutil.rmtree(run_dir)
-    try:
-        args = study.fresh_args(pair) if state == "new" else study.resume_args(pair)
-    except UserError as err:  # e.g. every tuning run of this variant diverged: no point to confirm at
-        return f"failed: {' '.join(str(err).split())}"
-    start = time.time()
-    code = launch(args, study.log_path(pair))
-    wall = time.time() - start
-    diverged = code == DIVERGED_EXIT_CODE and pair.stage == "tune"
-    if code != 0 and not diverged:
-        why = " (the loss became non-finite)" if code == DIVERGED_EXIT_CODE else ""
-        return f"failed: exit code {code}{why}"
-    ok, detail = (True, "diverged") if diverged else _finished(run_dir)
-    if not ok:
-        return f"failed: {detail}"
-    loss = None if diverged else final_val_loss(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / DONE).write_text(
-        json.dumps(
-            {
-                "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "wall_s": round(wall, 1),
-                "resumed": state == "resume",
-                "detail": detail,
-                "final_val_loss": loss,
-                "diverged": diverged,
-                "command": shlex.join(["lit_ffn", *args]),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
-    failed = evaluate_pair(study, pair, launch)  # before --clean-checkpoints: it reads last.ckpt
-    if failed:
-        return failed
-    if clean_checkpoints:
-        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    return "diverged" if diverged else "done"
-
-
-def evaluate_pair(study: Study, pair: Pair, launch: Launcher) -> str | None:
-    """Score a done confirmation run on the study's ``--eval-tasks`` (``lit_ffn evaluate``, into its
-    ``eval.json``) unless it has them all; returns ``"failed: …"`` or None.  Its training stays done:
-    a rerun only retries the evaluation."""
-    args = study.eval_args(pair)
-    if args is None:
-        return None
-    if not (study.run_dir(pair) / "checkpoints" / "last.ckpt").exists():
-        return (
-            "failed: its checkpoint was deleted (--clean-checkpoints) before it was evaluated: retrain it to score it"
-        )
-    code = launch(args, study.log_path(pair))
-    return None if code == 0 else f"failed: evaluation exit code {code}"
-
-
-def run_study(
-    study: Study,
-    launch: Launcher = subprocess_launcher,
-    pairs: Iterable[Pair] | None = None,
-    clean_checkpoints: bool = False,
-    echo: Callable[[str], None] = print,
-) -> dict[Pair, str]:
-    """Run the study's pairs (all by default) one after another; returns each pair's outcome."""
-    study.save()
-    pairs = list(study.pairs() if pairs is None else pairs)
-    outcomes: dict[Pair, str] = {}
-    for i, pair in enumerate(pairs, 1):
-        stage = " (tuning)" if pair.stage == "tune" else " (confirmation)" if study.tune else ""
-        label = f"[{i}/{len(pairs)}] {pair.describe()}{stage}"
-        state = study.state(pair)
-        if state in ("new", "resume"):
-            what = "resuming" if state == "resume" else "starting"
-            if pair.stage == "confirm" and study.tune and state == "new":
-                try:
-                    what += f" at {study.choice(pair.variant, pair.rung).label}"
-                except UserError:  # every tuning run diverged: run_pair reports it
-                    pass
-            echo(f"{label}: {what} (log: {study.log_path(pair)})")
-        start = time.time()
-        outcomes[pair] = outcome = run_pair(study, pair, launch, clean_checkpoints)
-        if outcome == "skipped":
-            echo(f"{label}: already done, skipped")
-        elif outcome == "done":
-            echo(f"{label}: done in {time.time() - start:.0f} s")
-        elif outcome == "diverged":
-            echo(f"{label}: diverged (non-finite loss) after {time.time() - start:.0f} s: its point counts as +inf")
-        elif outcome == "waiting":
-            done, total = study.tuning_progress(pair.variant, pair.rung)
-            echo(f"{label}: waits for {pair.variant}'s tuning runs ({done} of {total} done); not started")
-        else:
-            echo(f"{label}: FAILED ({outcome[len('failed: ') :]}); last lines of {study.log_path(pair)}:")
-            echo(_tail(study.log_path(pair)))
-    return outcomes
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    if not path.exists():
-        return "    (no log)"
-    return "\n".join("    " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
+from lit_ffn.experiments.runner import (  # noqa: F401 - re-exported: the launchers and codes belong to the CLI too
+    DIVERGED_EXIT_CODE,
+    SETTLED,
+    Launcher,
+    in_process_launcher,
+    run_pair,
+    run_study,
+    subprocess_launcher,
+)
+from lit_ffn.experiments.study import DEFAULT_TUNE_SEEDS, Study, check_configs, make_study
 
 
 # ================================================================== cluster
@@ -360,7 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
         "each variant is then confirmed at its best point on --seeds",
     )
     parser.add_argument(
-        "--tune-seeds", nargs="+", type=int, default=[], metavar="T", help="seeds of the tuning runs (not in --seeds)"
+        "--tune-seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="T",
+        help=f"seeds of the tuning runs, disjoint from --seeds (default with --tune: "
+        f"{' '.join(map(str, DEFAULT_TUNE_SEEDS))}; one seed makes the choice itself a coin flip)",
     )
     parser.add_argument(
         "--eval-tasks",
@@ -453,6 +273,13 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
 
             require_lm_eval()
             task_manager(study.eval_tasks, study.eval_include_path)
+        if study.tune and len(study.tune_seeds) < 2:
+            print(
+                f"lit_ffn ablate: note: one tuning seed ({study.tune_seeds[0]}): which point wins is then itself "
+                "random wherever points differ by less than the seed-to-seed spread; the report flags the choice "
+                "(default: --tune-seeds 100 101)",
+                file=sys.stderr,
+            )
         if len(study.ladder) == 1:
             print(
                 f"lit_ffn ablate: note: --ladder has a single rung ({next(iter(study.ladder))}): no scaling fit is "
@@ -472,7 +299,7 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             if study.state(pairs[args.task]) == "waiting":
                 study.fresh_args(pairs[args.task])  # raises the one line: which tuning runs it waits for
             outcomes = run_study(study, launch, [pairs[args.task]], args.clean_checkpoints)
-            return 0 if all(o in ("done", "skipped", "diverged") for o in outcomes.values()) else 1
+            return 0 if all(o in SETTLED for o in outcomes.values()) else 1
         try:
             outcomes = run_study(study, launch, pairs, args.clean_checkpoints)
         except KeyboardInterrupt:
@@ -480,7 +307,7 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             return 130
         paths = write_report(study)
         print(f"wrote {', '.join(str(p) for p in paths.values())}")
-        failed = [p.describe() for p, o in outcomes.items() if o not in ("done", "skipped", "diverged", "waiting")]
+        failed = [p.describe() for p, o in outcomes.items() if o not in (*SETTLED, "waiting")]
         waiting = [p.describe() for p, o in outcomes.items() if o == "waiting"]
         if waiting and not failed:
             failed = waiting  # cannot happen without a failure upstream, but never report an unfinished study as ok

@@ -17,106 +17,24 @@ counted).
 from __future__ import annotations
 
 import csv
-import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from lit_ffn.errors import UserError
-from lit_ffn.experiments.events import read_scalars, wall_times
-from lit_ffn.experiments.study import DONE, Pair, Study
-from lit_ffn.provenance import run_commit
-from lit_ffn.training.batch_plan import device_count
-
-_THROUGHPUT_TAGS = ("train/tokens_per_sec",)
-
-
-def _tokens_per_step(config: dict[str, Any]) -> int | None:
-    """Tokens per optimizer step from a resolved config (None if the world size is not a plain number)."""
-    trainer, data = config.get("trainer") or {}, config.get("data") or {}
-    try:
-        devices = device_count(trainer.get("devices", 1))  # 8, "8", "0,1" or [0, 1]; not "auto"
-    except UserError:
-        return None
-    try:
-        return (
-            int(data["batch_size"])
-            * int(data["seq_len"])
-            * int(trainer.get("accumulate_grad_batches") or 1)
-            * devices
-            * int(trainer.get("num_nodes") or 1)
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def tokens_per_second(scalars: dict[str, list], config: dict[str, Any], run_dir: Path) -> tuple[float | None, str]:
-    """Training throughput of a run and where it came from.
-
-    1. a throughput tag (``train/tokens_per_sec`` of lit_ffn's
-       ``TokenThroughputMonitor``, else any ``…tokens_per_sec`` or Lightning
-       ``…items_per_sec`` that is not per device): the median of its values;
-    2. else the wall times of the ``train/loss`` events: the median over
-       consecutive logged steps of ``tokens per step · Δstep / Δt``
-       (the median drops intervals that contain a validation or a restart).
-    """
-    tags = [t for t in _THROUGHPUT_TAGS if t in scalars] or sorted(
-        t for t in scalars if t.endswith(("tokens_per_sec", "items_per_sec")) and "device" not in t
-    )
-    if tags:
-        return _median(sorted(v for _, v in scalars[tags[0]])), tags[0]
-    per_step = _tokens_per_step(config)
-    points = wall_times(run_dir, "train/loss") if per_step and "train/loss" in scalars else []
-    rates = sorted(
-        per_step * (s1 - s0) / (w1 - w0) for (s0, w0), (s1, w1) in itertools.pairwise(points) if w1 > w0 and s1 > s0
-    )
-    return (_median(rates), "train/loss wall times") if rates else (None, "n/a")
-
-
-def _median(values: Sequence[float]) -> float:
-    n = len(values)
-    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
-
-
-@dataclass
-class RunResult:
-    """What the report needs from one run directory."""
-
-    pair: Pair
-    status: str  # "done", "incomplete" (started, not done) or "missing"
-    val_curve: list[tuple[int, float]] = field(default_factory=list)
-    tokens_per_s: float | None = None
-    tokens_per_s_source: str = "n/a"
-    has_gates: bool = False  # logged gates/layer_XX/… statistics (lit_ffn.callbacks.GateStatistics)
-    config: dict[str, Any] = field(default_factory=dict)
-    commit: str = "unknown"  # lit_ffn.provenance.run_commit
-
-    @property
-    def final(self) -> tuple[int, float] | None:
-        """(step, val/loss) of the last validation."""
-        return self.val_curve[-1] if self.val_curve else None
-
-
-def read_run(study: Study, pair: Pair) -> RunResult:
-    run_dir = study.run_dir(pair)
-    if not run_dir.exists():
-        return RunResult(pair, "missing")
-    status = "done" if (run_dir / DONE).exists() else "incomplete"
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
-    try:
-        scalars = read_scalars(run_dir)
-    except UserError:  # no events file yet
-        scalars = {}
-    tps, source = tokens_per_second(scalars, config, run_dir)
-    has_gates = any(tag.startswith(("z_gates/layer_", "gates/layer_")) for tag in scalars)  # new, old runs
-    return RunResult(
-        pair, status, list(scalars.get("val/loss", [])), tps, source, has_gates, config, run_commit(run_dir)
-    )
+from lit_ffn.experiments.outcomes_report import MIN_VERDICT_DF, outcomes_section
+from lit_ffn.experiments.runs import (  # noqa: F401 - read_run, tokens_per_second: re-exported (older callers)
+    RunResult,
+    _tokens_per_step,
+    read_run,
+    study_reference,
+    tokens_per_second,
+)
+from lit_ffn.experiments.study import Pair, Study
 
 
 # ================================================================== the report
@@ -153,6 +71,8 @@ def _verdict(welch: Any, p_holm: float, paired: Any, p_paired_holm: float, basel
     )
     if math.isnan(test.p):
         return "no test (needs n ≥ 2 in both, and some spread)"
+    if test.df < MIN_VERDICT_DF:  # e.g. a paired test of 2 seeds: ν = 1
+        return f"too few seeds for a verdict ({name} ν = {test.df:g} < {MIN_VERDICT_DF:g})"
     direction = "lower" if test.diff < 0 else "higher"
     if test.p >= 0.05:
         return f"no detectable difference ({name})"
@@ -166,10 +86,14 @@ def build_rows(study: Study, runs: dict[Pair, RunResult], baseline: str) -> list
     from lit_ffn.experiments.params import count_parameters
 
     finished = {
-        variant: {r.pair.seed: r for r in runs.values() if r.pair.variant == variant and r.status == "done" and r.final}
+        variant: {
+            r.pair.seed: r
+            for r in runs.values()
+            if r.pair.variant == variant and r.loss is not None and math.isfinite(r.loss)
+        }
         for variant in study.variants
     }
-    by_seed = {v: {seed: r.final[1] for seed, r in finished[v].items()} for v in study.variants}
+    by_seed = {v: {seed: r.loss for seed, r in finished[v].items()} for v in study.variants}
     others = [v for v in study.variants if v != baseline]
     tests = {v: stats.welch(list(by_seed[v].values()), list(by_seed[baseline].values())) for v in others}
     holm = dict(zip(others, stats.holm([tests[v].p for v in others])))
@@ -191,9 +115,9 @@ def build_rows(study: Study, runs: dict[Pair, RunResult], baseline: str) -> list
         rows.append(
             VariantRow(
                 variant=variant,
-                values={seed: r.final[1] for seed, r in sorted(done.items())},
-                final_steps=sorted({r.final[0] for r in done.values()}),
-                summary=stats.summarize(r.final[1] for r in done.values()),
+                values={seed: r.loss for seed, r in sorted(done.items())},
+                final_steps=sorted({r.final[0] for r in done.values() if r.final}),
+                summary=stats.summarize(r.loss for r in done.values()),
                 test=test,
                 p_holm=p_holm,
                 verdict=_verdict(test, p_holm, pair_test, p_paired_holm, baseline, len(others)),
@@ -382,7 +306,12 @@ def results_markdown(
             f"{row.values[s] - base_values[s]:+.{d}f}" if s in row.values and s in base_values else "—" for s in seeds
         ]
         lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
-    problems = [r for r in runs.values() if r.status != "done" or not r.final]
+    lines += outcomes_section(list(study.variants), runs, baseline)
+    diverged = [r for r in runs.values() if r.diverged]
+    if diverged:
+        lines += ["", "Diverged (an outcome, not a failure: the loss became non-finite; not in the t-tests):", ""]
+        lines += [f"- {r.pair.describe()}" for r in sorted(diverged, key=lambda r: (r.pair.variant, r.pair.seed))]
+    problems = [r for r in runs.values() if r.loss is None]
     if problems:
         lines += ["", "Not included (rerun the same `lit_ffn ablate` command to finish them):", ""]
         for r in sorted(problems, key=lambda r: (r.pair.variant, r.pair.seed)):
@@ -436,7 +365,9 @@ def detectable_differences(row: VariantRow, baseline: VariantRow) -> tuple[float
 
     common = sorted(set(row.values) & set(baseline.values))
     welch_mdd = mdd_welch(list(row.values.values()), list(baseline.values.values()))
-    paired_mdd = mdd_paired([row.values[s] - baseline.values[s] for s in common])
+    scale = max((max(abs(row.values[s]), abs(baseline.values[s])) for s in common), default=0.0)
+    float32_rtol = 8 * float(np.finfo(np.float32).eps)  # as build_rows' paired test: NaN exactly where it is
+    paired_mdd = mdd_paired([row.values[s] - baseline.values[s] for s in common], scale=scale, rtol=float32_rtol)
     return welch_mdd, paired_mdd
 
 
@@ -529,6 +460,23 @@ def plot_gates(study: Study, runs: dict[Pair, RunResult], path: Path) -> bool:
     return True
 
 
+def reference_lines(runs: dict[Pair, RunResult]) -> list[str]:
+    """The unigram reference of the data and the runs whose final loss does not beat it."""
+    reference = study_reference(runs)
+    if reference is None:
+        return ["- unigram reference: not recorded for this dataset (meta.json has no unigram_val_loss)"]
+    above = sorted(
+        r.pair.describe() for r in runs.values() if r.loss is not None and math.isfinite(r.loss) and r.loss >= reference
+    )
+    line = (
+        f"- unigram reference of the data: {reference:.4f} nats/token (the validation blocks under the training "
+        "split's token frequencies): a run that does not beat it has learned no more than token frequencies"
+    )
+    if above:
+        line += f"; ⚠ **{len(above)} run(s) do not beat it**: {', '.join(above)}"
+    return [line]
+
+
 def write_report(study: Study, baseline: str | None = None) -> dict[str, Path]:
     """Read every run of ``study`` and write its report into ``study.out``: results.md, results.csv,
     curves*.png, gates*.png; for a tuned study also tuning.csv and tuning.png
@@ -559,6 +507,7 @@ def write_report(study: Study, baseline: str | None = None) -> dict[str, Path]:
             else None
         )
         preamble = tuning.protocol_lines(rung) if tuning else []
+        preamble += reference_lines(runs)
         sections.append(
             results_markdown(
                 study, rows, runs, baseline, title=title, rung=rung, preamble=preamble, explain=i == 0, images=suffix

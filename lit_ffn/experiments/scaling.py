@@ -1,50 +1,65 @@
-"""Scaling ladders: loss against training compute per variant, and what a variant is worth in compute.
+"""Scaling ladders: loss against training compute per variant, what a variant is worth in compute, how
+sure that is, and whether the ladder can say it at all.
 
-For each variant the rungs of a ladder (model sizes / token budgets) give points ``(C_i, L_i)``:
-training compute ``C`` in FLOPs (``lit_ffn.flops.flops_per_token`` × tokens trained — the full count,
-LM head included, embedding lookup excluded, as ``train/mfu`` counts it) and final validation loss
-``L`` (mean over seeds).  Two fits:
+For each variant the rungs of a ladder give points ``(C_r, L_r)``: training compute ``C`` in FLOPs and
+the final validation loss ``L`` (mean over seeds).  Fits (:func:`fit_batch`, vectorised over bootstrap
+draws):
 
 * saturating power law (Kaplan et al. 2020; Hoffmann et al. 2022, eq. 2 in one variable)::
 
-      L(C) = E + A · C^(−α),      E ≥ 0 the irreducible loss, A > 0, α > 0
+      L(C) = E + A · C^(−α),      0 ≤ E ≤ min L, A > 0, α ∈ [1e-3, 3]
 
-  fitted by least squares in ``log C`` (``scipy.optimize.curve_fit``); it needs at least
-  :data:`MIN_POWER_LAW_POINTS` rungs (3 parameters and one degree of freedom left);
-* log-linear otherwise (2 or 3 rungs): ``L(C) = a + b · ln C``.
+  by variable projection: for a fixed α the model is linear in (E, A), solved in closed form (E clipped
+  to its bounds); the squared error is minimised over α on a log grid of 300 values, refined by a
+  parabola through the best grid point and its neighbours.  Needs ≥ :data:`MIN_POWER_LAW_POINTS` rungs;
+* log-linear otherwise (2–3 rungs): ``L(C) = a + b · ln C``.
 
-The **compute multiplier** of a variant against the baseline compares the two *fitted curves at a
-common loss*: ``L* = L_base,fit(C_top)``, the baseline's fitted loss at the ladder's top compute, and::
+**The compute multiplier** (:func:`multipliers`) compares the two *fitted* curves at a common loss, the
+baseline's fitted loss at its top rung ``L* = L̂_base(C_top)``::
 
-      M = C_base,fit(L*) / C_var,fit(L*) = C_top / C_var,fit(L*)      (M > 1: the variant saves compute)
+      M_v = Ĉ_base(L*) / Ĉ_v(L*) = C_top / Ĉ_v(L*)         (Ĉ: the inverse of the fitted curve)
 
-the compute ratio at equal loss of Primer's "compute savings" (So et al. 2021, Fig. 1) and of Marin's
-speedrun gates, whose baseline curve passes through its own point.  Because both sides are fitted
-curves, the baseline against itself is **exactly 1** by construction, and a variant whose curve is the
-baseline's shifted by a factor k in compute, ``L_var(C) = L_base(k·C)``, gets exactly M = k
-(:func:`curve_multiplier`; tests/experiments/test_multiplier.py).  (An earlier version compared the
-variant's *measured* top point with the baseline's fitted curve, which gave the baseline
-``exp(residual/slope)`` against itself: 1.41 on the old CPU ladder.)
+i.e. how many times less compute the variant's curve needs to reach the loss the baseline's curve reaches
+at the top rung (M > 1: the variant saves compute).  The baseline's own M is ``C_top / Ĉ_base(L̂_base(C_top))
+= 1`` by construction, whatever its residuals; a variant whose curve is the baseline's shifted by a factor
+k in compute (L_v(C) = L_base(k·C)) gets M = k.  This is the "compute savings" read off two fitted curves
+at equal loss, as Primer reports it (So et al. 2021, Fig. 1), rather than a measured point against a
+fitted curve (the definition used before, which gave the baseline 1.41 against itself on the committed
+CPU ladder: its own residual).  Marin's speedrun re-centres the baseline curve through the baseline's
+point for the same purpose; comparing two fits also puts the variant's curve uncertainty into M.
 
-Uncertainty (:func:`paired_bootstrap`): seeds are paired (the same seed index at every rung for baseline
-and variant), so each draw resamples seed indices **jointly** per rung, refits **both** curves and
-recomputes M; draws in which a fit fails or M is not finite are **counted and reported**, not dropped
-silently.  A percentile interval needs many seeds: with fewer than :data:`MIN_RELIABLE_SEEDS` the
-interval is flagged as unreliable (simulated coverage of a nominal 95 % percentile bootstrap of a mean is
-~49 % at n = 2, ~76 % at n = 3).  :func:`leave_one_rung_out` gives the model-error band: M recomputed
-with each rung left out of both fits in turn.
+**Uncertainty** (:func:`multipliers`): a paired joint seed bootstrap.  A seed fixes the data order of
+every variant, so within a rung the runs with the same seed are matched; each draw resamples, at every
+rung, the seed indices with replacement — the same indices for every variant — and refits **every**
+curve.  Each rung's resampled deviations from its mean are scaled by sqrt(n/(n−1)), so that the draws'
+variance is the unbiased one (a plain bootstrap of n values has (n−1)/n of it: 2/3 at n = 3).  The interval
+is the percentile interval of log M widened about the point estimate by t_{0.975,ν}/z_{0.975} with
+ν = n_min − 1, n_min the fewest seeds at any rung (t rather than normal quantiles: the spread is estimated
+from few seeds).  Simulated on 5-rung power-law ladders with a 1.5× shifted variant (seed SD 0.02, 70% of it
+shared by the paired runs; 150 studies each): 99% coverage at 3 seeds, 97% at 5 — conservative; the plain
+percentile interval covered 85% and 91%, ν = Σ_r(n_r − 1)/2 92% and 93%.  A draw whose
+fit fails or whose M is 0 or ∞ (a curve that never reaches L*) is **counted**, kept at its value in the
+percentiles, and reported, never dropped.  Coverage of this interval on synthetic ladders with known M is
+measured in ``tests/experiments/test_calibration.py``.  Model error is not in that interval: the
+**leave-one-rung-out band** (the range of M over refits that each leave one rung out) shows how much the
+answer rests on any single rung.
 
-Diagnostics (:func:`diagnose`): number of rungs, compute span in decades, residuals of the mean losses
-in units of the pooled seed SD, the top rung predicted by a fit without it, parameters at their bounds.
-A multiplier is shown only when they pass :data:`THRESHOLDS`; otherwise the report says "not
-identifiable from this ladder: <reasons>".
+**Diagnostics** (:func:`diagnose`), with the thresholds a multiplier must pass to be printed:
+
+* rungs ≥ 4 for the power law (3 parameters and a residual degree of freedom), ≥ 3 for log-linear;
+* compute span max C / min C ≥ :data:`MIN_COMPUTE_SPAN` (one decade);
+* no parameter at a bound (E at 0 or at min L; α at either end of its range);
+* every residual within :data:`MAX_RESIDUAL_SE` seed standard errors of its rung mean (se = s/√n);
+* the leave-one-rung-out prediction of every rung within :data:`MAX_LOO_SE` of its seed standard errors;
+
+otherwise the multiplier reads "not identifiable from this ladder: <reasons>".
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,18 +67,17 @@ from lit_ffn.errors import UserError
 
 #: Rungs needed for the saturating power law; fewer get the log-linear fit.
 MIN_POWER_LAW_POINTS = 4
-#: Seeds per rung below which a percentile bootstrap interval is flagged as unreliable.
+#: A ladder must span at least this factor of training compute for a multiplier.
+MIN_COMPUTE_SPAN = 10.0
+#: Largest |residual| of a fit, in seed standard errors of its rung mean.
+MAX_RESIDUAL_SE = 3.0
+#: Largest |leave-one-rung-out prediction error|, in seed standard errors of the left-out rung's mean.
+MAX_LOO_SE = 3.0
+#: Seeds per rung below which a CI is flagged as unreliable.
 MIN_RELIABLE_SEEDS = 5
-#: What a fit must show before a multiplier is printed (:func:`diagnose`).
-THRESHOLDS = {
-    "min_rungs": 4,  # a 3-parameter power law with at least one degree of freedom left
-    "min_span_decades": 1.0,  # compute span of the ladder
-    "max_residual_sd": 3.0,  # largest |mean loss − fit| in pooled seed SDs
-    "max_loo_top_sd": 3.0,  # |top rung − fit without it| in pooled seed SDs …
-    "loo_top_floor_nats": 0.02,  # … or this many nats, whichever is larger
-}
-#: Search range of the power law's exponent (:func:`_fit_power_law`): α at either end is "at a bound".
-ALPHA_BOUNDS = (1e-4, 5.0)
+#: The α range and grid of the power law.
+ALPHA_BOUNDS = (1e-3, 3.0)
+_ALPHA_GRID = np.geomspace(*ALPHA_BOUNDS, 300)
 
 
 @dataclass(frozen=True)
@@ -74,319 +88,322 @@ class ScalingFit:
     params: tuple[float, ...]
 
     def loss(self, compute: float | np.ndarray) -> float | np.ndarray:
-        c = np.asarray(compute, dtype=float)
-        if self.kind == "power law":
-            e, a, alpha = self.params
-            return e + a * c ** (-alpha)
-        a, b = self.params
-        return a + b * np.log(c)
+        return curve_loss(self.kind, np.asarray(self.params, dtype=float)[None], np.asarray(compute, float)[None])[0]
 
     def compute_for(self, loss: float) -> float:
         """The compute at which the curve reaches ``loss`` (inf when it never does)."""
-        if self.kind == "power law":
-            e, a, alpha = self.params
-            if loss <= e:
-                return math.inf
-            try:
-                return (a / (loss - e)) ** (1.0 / alpha)
-            except OverflowError:  # a flat curve (tiny α): beyond any float compute
-                return math.inf
-        a, b = self.params
-        if b >= 0:
-            return math.inf
-        try:
-            return math.exp((loss - a) / b)
-        except OverflowError:  # a nearly flat line: beyond any float compute
-            return math.inf
+        return float(compute_for(self.kind, np.asarray(self.params, dtype=float)[None], np.array([loss]))[0])
 
 
-def fit_scaling(compute: Sequence[float], loss: Sequence[float]) -> ScalingFit:
-    """The power law when there are :data:`MIN_POWER_LAW_POINTS` rungs or more (falling back to the
-    log-linear fit if it does not converge), else the log-linear fit; at least 2 rungs."""
+# ================================================================== fits, vectorised over draws
+def fit_kind(rungs: int) -> str:
+    return "power law" if rungs >= MIN_POWER_LAW_POINTS else "log-linear"
+
+
+def fit_batch(log_c: np.ndarray, loss: np.ndarray, kind: str) -> np.ndarray:
+    """Least-squares fits of ``D`` loss vectors over the same rungs: ``log_c`` (R,), ``loss`` (D, R) →
+    params (D, 3) for the power law (E, A, α; NaN where no fit with A > 0 exists) or (D, 2) for the
+    log-linear fit (a, b)."""
+    loss = np.atleast_2d(np.asarray(loss, dtype=float))
+    x0 = np.asarray(log_c, dtype=float)
+    if kind == "log-linear":
+        xm, lm = x0.mean(), loss.mean(axis=1)
+        b = ((x0 - xm) * (loss - lm[:, None])).sum(axis=1) / ((x0 - xm) ** 2).sum()
+        return np.stack([lm - b * xm, b], axis=1)
+    shift = x0.min()
+    xs = x0 - shift  # C scaled by its smallest value, for conditioning
+
+    def solve(alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sse, E, A_scaled), each (D, G), for α of shape (G,) or (D, G)."""
+        alphas = np.broadcast_to(alphas, (loss.shape[0], alphas.shape[-1]))
+        x = np.exp(-alphas[..., None] * xs)  # (D, G, R)
+        xm, lm = x.mean(axis=-1), loss.mean(axis=1)[:, None]
+        dx = x - xm[..., None]
+        var = (dx * dx).sum(axis=-1)
+        a = np.where(var > 0, (dx * (loss[:, None, :] - lm[..., None])).sum(axis=-1) / np.maximum(var, 1e-300), 0.0)
+        e = lm - a * xm
+        low, high = 0.0, loss.min(axis=1)[:, None]
+        clipped = (e < low) | (e > high)
+        e = np.clip(e, low, high)
+        a = np.where(clipped, ((loss[:, None, :] - e[..., None]) * x).sum(axis=-1) / (x * x).sum(axis=-1), a)
+        sse = (((e[..., None] + a[..., None] * x) - loss[:, None, :]) ** 2).sum(axis=-1)
+        return np.where(a > 0, sse, np.inf), e, a
+
+    sse, _, _ = solve(_ALPHA_GRID)
+    best = np.argmin(sse, axis=1)
+    rows = np.arange(loss.shape[0])
+    # a parabola in log α through the best grid point and its neighbours (interior points only)
+    inner = np.clip(best, 1, len(_ALPHA_GRID) - 2)
+    y0, y1, y2 = sse[rows, inner - 1], sse[rows, inner], sse[rows, inner + 1]
+    step = np.log(_ALPHA_GRID[1] / _ALPHA_GRID[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        offset = 0.5 * (y0 - y2) / (y0 - 2 * y1 + y2)
+    ok = np.isfinite(offset) & (np.abs(offset) < 1) & (best == inner)
+    log_alpha = np.log(_ALPHA_GRID[best]) + np.where(ok, offset * step, 0.0) + np.where(ok, (inner - best) * step, 0)
+    candidate = np.exp(log_alpha)[:, None]
+    sse_c, e_c, a_c = solve(candidate)
+    grid_e, grid_a = solve(_ALPHA_GRID[best][:, None])[1:]
+    better = sse_c[:, 0] <= sse[rows, best]
+    alpha = np.where(better, candidate[:, 0], _ALPHA_GRID[best])
+    e = np.where(better, e_c[:, 0], grid_e[:, 0])
+    a_scaled = np.where(better, a_c[:, 0], grid_a[:, 0])
+    valid = np.isfinite(sse[rows, best])
+    # A·C^(−α) = A_scaled·(C / C_min)^(−α)  ⇒  A = A_scaled · C_min^α
+    params = np.stack([e, a_scaled * np.exp(alpha * shift), alpha], axis=1)
+    params[~valid] = np.nan
+    return params
+
+
+def curve_loss(kind: str, params: np.ndarray, compute: np.ndarray) -> np.ndarray:
+    """L(C) of fits ``params`` (D, k) at ``compute`` (D, …) or (…) broadcastable."""
+    c = np.asarray(compute, dtype=float)
+    extra = (None,) * max(c.ndim - 1, 0)
+    if kind == "power law":
+        e, a, alpha = (params[:, i][(slice(None), *extra)] for i in range(3))
+        return e + a * c ** (-alpha)
+    a, b = (params[:, i][(slice(None), *extra)] for i in range(2))
+    return a + b * np.log(c)
+
+
+def compute_for(kind: str, params: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """The compute (D,) at which each fit reaches ``loss`` (D,): +inf when it never does, NaN for no fit."""
+    loss = np.asarray(loss, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if kind == "power law":
+            e, a, alpha = params[:, 0], params[:, 1], params[:, 2]
+            out = np.where(loss > e, (a / (loss - e)) ** (1.0 / alpha), np.inf)
+        else:
+            a, b = params[:, 0], params[:, 1]
+            out = np.where(b < 0, np.exp((loss - a) / b), np.inf)
+    return np.where(np.isnan(params).any(axis=1), np.nan, out)
+
+
+def _check_points(compute: Sequence[float], loss: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     c, l_ = np.asarray(compute, dtype=float), np.asarray(loss, dtype=float)
     if len(c) < 2:
         raise UserError(f"a scaling fit needs at least 2 rungs, got {len(c)}: add rungs to --ladder")
     if np.any(c <= 0):
         raise UserError("training compute must be positive at every rung")
-    log_c = np.log(c)
-    b, a = np.polyfit(log_c, l_, 1)
-    linear = ScalingFit("log-linear", (float(a), float(b)))
-    if len(c) < MIN_POWER_LAW_POINTS:
-        return linear
-    power = _fit_power_law(log_c, l_)
-    return linear if power is None else power
+    return c, l_
 
 
-def _fit_power_law(log_c: np.ndarray, loss: np.ndarray) -> ScalingFit | None:
-    """Least squares of ``L = E + A·C^(−α)`` by variable projection: for a fixed α the model is
-    linear in (E, A), solved in closed form with 0 ≤ E ≤ min L and A ≥ 0; the squared error is then
-    minimised over α ∈ [1e-4, 5] (a log grid, refined by bounded Brent).  Written here rather than
-    calling ``scipy.optimize.curve_fit`` on all three parameters: that took ~22 ms per fit and
-    depended on its starting point, too slow for 2,000 bootstrap refits; this takes ~2 ms (the grid is
-    one vectorised solve) and finds the global α on the grid.  C is scaled by its smallest value for conditioning."""
-    x0 = log_c - log_c.min()
-    loss_min = float(loss.min())
-
-    def solve(alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(squared error, E, A_scaled) for each α (closed-form 2-parameter least squares, vectorised)."""
-        x = np.exp(-np.outer(alphas, x0))  # (len(alphas), rungs)
-        xm, lm = x.mean(axis=1), loss.mean()
-        var = ((x - xm[:, None]) ** 2).sum(axis=1)
-        a = np.where(var > 0, ((x - xm[:, None]) * (loss - lm)).sum(axis=1) / np.maximum(var, 1e-300), 0.0)
-        e = lm - a * xm
-        clipped = (e < 0) | (e > loss_min)
-        e = np.clip(e, 0.0, loss_min)
-        a = np.where(clipped, ((loss - e[:, None]) * x).sum(axis=1) / (x * x).sum(axis=1), a)
-        sse = (((e[:, None] + a[:, None] * x) - loss) ** 2).sum(axis=1)
-        return np.where(a > 0, sse, np.inf), e, a
-
-    from scipy.optimize import minimize_scalar
-
-    grid = np.geomspace(*ALPHA_BOUNDS, 120)
-    errors = solve(grid)[0]
-    best = int(np.argmin(errors))
-    if not math.isfinite(errors[best]):
-        return None
-    lo, hi = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    refined = minimize_scalar(lambda alpha: float(solve(np.array([alpha]))[0][0]), bounds=(lo, hi), method="bounded",
-                              options={"xatol": 1e-7})  # fmt: skip
-    alpha = float(refined.x) if refined.fun <= errors[best] else float(grid[best])
-    _, e_, a_ = solve(np.array([alpha]))
-    e, a_scaled = float(e_[0]), float(a_[0])
-    # A·C^(−α) = A_scaled·(C / C_min)^(−α)  ⇒  A = A_scaled · C_min^α
-    return ScalingFit("power law", (e, float(a_scaled * math.exp(alpha * log_c.min())), alpha))
+def fit_scaling(compute: Sequence[float], loss: Sequence[float], kind: str | None = None) -> ScalingFit:
+    """One fit: the power law with ≥ :data:`MIN_POWER_LAW_POINTS` rungs (log-linear if it has no solution
+    with A > 0), else log-linear; ``kind`` forces one (a power law on 3 points interpolates them)."""
+    c, l_ = _check_points(compute, loss)
+    kind = kind or fit_kind(len(c))
+    params = fit_batch(np.log(c), l_[None], kind)[0]
+    if np.isnan(params).any():
+        if kind == "power law":
+            return fit_scaling(c, l_, "log-linear")
+        raise UserError("the scaling fit failed")
+    return ScalingFit(kind, tuple(float(p) for p in params))
 
 
-def compute_multiplier(baseline: ScalingFit, variant_loss: float, variant_compute: float) -> float:
-    """``C_base(L_var) / C_var`` (module docstring)."""
-    return baseline.compute_for(variant_loss) / variant_compute
+def at_bounds(fit: ScalingFit, loss: Sequence[float]) -> list[str]:
+    """The fit's parameters that sit at a bound of their range."""
+    if fit.kind != "power law":
+        return []
+    e, _, alpha = fit.params
+    scale = max(abs(min(loss)), 1e-12)
+    flags = []
+    if e <= 1e-6 * scale:
+        flags.append("E at its lower bound 0")
+    elif e >= min(loss) - 1e-6 * scale:
+        flags.append("E at its upper bound min L")
+    if alpha <= ALPHA_BOUNDS[0] * 1.01 or alpha >= ALPHA_BOUNDS[1] / 1.01:
+        flags.append(f"α at the end of its range ({alpha:.3g})")
+    return flags
 
 
-def _rung_means(compute: Sequence[float], losses: Sequence[Sequence[float]]) -> tuple[list[float], list[float]]:
-    return list(compute), [float(np.mean(seeds)) for seeds in losses]
+# ================================================================== diagnostics
+@dataclass
+class Diagnostics:
+    """How well one variant's fit describes its ladder, and whether a multiplier may be read off it."""
+
+    rungs: int
+    span: float  # max C / min C
+    residuals_se: list[float]  # (L_r − L̂(C_r)) / se_r
+    loo_se: list[float]  # leave-one-rung-out prediction error of each rung, / se_r
+    bounds: list[str]
+    reasons: list[str] = field(default_factory=list)  # why not identifiable (empty: it passes)
+
+    @property
+    def passes(self) -> bool:
+        return not self.reasons
 
 
-def multiplier_at_top(
-    base_compute: Sequence[float],
-    base_losses: Sequence[Sequence[float]],
-    variant_compute: Sequence[float],
-    variant_losses: Sequence[Sequence[float]],
-) -> float:
-    """The compute multiplier at the variant's top rung, from per-rung lists of per-seed losses."""
-    base = fit_scaling(*_rung_means(base_compute, base_losses))
-    top = int(np.argmax(variant_compute))
-    return compute_multiplier(base, float(np.mean(variant_losses[top])), float(variant_compute[top]))
+def rung_se(losses: Sequence[Sequence[float]]) -> np.ndarray:
+    """Seed standard error of each rung's mean, s_r/√n_r; a rung with one seed gets the pooled s."""
+    sds = [np.std(x, ddof=1) if len(x) > 1 else np.nan for x in losses]
+    dof = [len(x) - 1 for x in losses if len(x) > 1]
+    pooled = (
+        math.sqrt(sum(d * s * s for d, s in zip(dof, [s for s in sds if not np.isnan(s)])) / sum(dof))
+        if dof
+        else math.nan
+    )
+    return np.array([(pooled if np.isnan(s) else s) / math.sqrt(len(x)) for s, x in zip(sds, losses)])
 
 
-def bootstrap_multipliers(
-    base_compute: Sequence[float],
-    base_losses: Sequence[Sequence[float]],
-    variants: Mapping[str, tuple[Sequence[float], Sequence[Sequence[float]]]],
-    resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> dict[str, tuple[float, float, float]]:
-    """``{name: (M, low, high)}`` for each ``variants[name] = (compute, per-rung seed losses)``: the
-    multiplier at its top rung and a percentile bootstrap interval over seeds.  Each draw resamples
-    the baseline's seeds at every rung (with replacement) and refits it, and resamples the variant's
-    seeds at its top rung; the ``resamples`` baseline refits are shared by all variants."""
-    rng = np.random.default_rng(seed)
-
-    def resample(seeds: Sequence[float]) -> np.ndarray:
-        return rng.choice(np.asarray(seeds, dtype=float), size=len(seeds), replace=True)
-
-    base_fit = fit_scaling(*_rung_means(base_compute, base_losses))
-    base_draws = []
-    for _ in range(resamples):
-        try:
-            base_draws.append(fit_scaling(list(base_compute), [float(resample(s).mean()) for s in base_losses]))
-        except UserError:  # pragma: no cover - positive computes and ≥ 2 rungs were checked by the point fit
+def diagnose(compute: Sequence[float], losses: Sequence[Sequence[float]], fit: ScalingFit) -> Diagnostics:
+    """The diagnostics of one variant's fit (module docstring: thresholds)."""
+    c = np.asarray(compute, dtype=float)
+    means = np.array([float(np.mean(x)) for x in losses])
+    se = rung_se(losses)
+    residuals = (means - np.asarray(fit.loss(c))) / se
+    loo = []
+    for r in range(len(c)):
+        keep = np.arange(len(c)) != r
+        if keep.sum() < 2:
             continue
-    tail = 100 * (1 - confidence) / 2
-    out = {}
-    for name, (compute, losses) in variants.items():
-        top = int(np.argmax(compute))
-        point = compute_multiplier(base_fit, float(np.mean(losses[top])), float(compute[top]))
-        draws = [
-            compute_multiplier(fit, float(resample(losses[top]).mean()), float(compute[top])) for fit in base_draws
-        ]
-        finite = [m for m in draws if math.isfinite(m)]
-        if not finite:
-            out[name] = (point, math.nan, math.nan)
-            continue
-        low, high = np.percentile(finite, [tail, 100 - tail])
-        out[name] = (point, float(low), float(high))
-    return out
+        params = fit_batch(np.log(c[keep]), means[keep][None], fit.kind)[0]
+        predicted = curve_loss(fit.kind, params[None], np.array([c[r]]))[0]
+        loo.append(float((means[r] - predicted) / se[r]))
+    bounds = at_bounds(fit, list(means))
+    span = float(c.max() / c.min())
+    reasons = []
+    need = MIN_POWER_LAW_POINTS if fit.kind == "power law" else 3
+    if len(c) < need:
+        reasons.append(f"{len(c)} rungs (a {fit.kind} fit needs ≥ {need} to leave a residual to check)")
+    if span < MIN_COMPUTE_SPAN:
+        reasons.append(f"compute spans {span:.1f}× (< {MIN_COMPUTE_SPAN:.0f}×)")
+    reasons += bounds
+    if not np.all(np.isfinite(se)):
+        reasons.append("the seed spread is unknown (needs ≥ 2 seeds at some rung)")
+    else:
+        worst = float(np.max(np.abs(residuals)))
+        if worst > MAX_RESIDUAL_SE:
+            reasons.append(f"residuals up to {worst:.1f} seed SEs (> {MAX_RESIDUAL_SE:g}): the curve misses its points")
+        if loo and max(abs(x) for x in loo) > MAX_LOO_SE:
+            reasons.append(
+                f"leaving a rung out mispredicts it by up to {max(abs(x) for x in loo):.1f} seed SEs (> {MAX_LOO_SE:g})"
+            )
+    return Diagnostics(len(c), span, [float(x) for x in residuals], loo, bounds, reasons)
 
 
-def bootstrap_multiplier(
-    base_compute: Sequence[float],
-    base_losses: Sequence[Sequence[float]],
-    variant_compute: Sequence[float],
-    variant_losses: Sequence[Sequence[float]],
-    resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """``(M, low, high)`` of one variant (:func:`bootstrap_multipliers`)."""
-    variants = {"variant": (variant_compute, variant_losses)}
-    return bootstrap_multipliers(base_compute, base_losses, variants, resamples, confidence, seed)["variant"]
-
-
-def curve_multiplier(baseline: ScalingFit, variant: ScalingFit, top_compute: float) -> float:
-    """``M = C_base(L*) / C_var(L*)`` with ``L* = L_base(top_compute)`` (module docstring): 1 for the
-    baseline's own curve, k for a curve shifted by k in compute, 0 for a curve that never reaches ``L*``."""
-    target = float(baseline.loss(top_compute))
-    base_c, var_c = baseline.compute_for(target), variant.compute_for(target)
-    if not math.isfinite(var_c):
-        return 0.0
-    return base_c / var_c
-
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """A multiplier with its paired percentile interval and how many draws could not be used."""
+# ================================================================== the multiplier and its uncertainty
+@dataclass
+class MultiplierResult:
+    """One variant's compute multiplier against the baseline (module docstring)."""
 
     point: float
     low: float
     high: float
     draws: int
-    failed: int  # draws whose refit failed or whose M was not finite (counted, not silently dropped)
-    seeds: int  # seeds per rung (the smallest rung)
+    nonfinite: int  # draws whose fit failed or whose M is 0 or ∞ (kept in the percentiles, not dropped)
+    loo_low: float  # leave-one-rung-out band
+    loo_high: float
+    min_seeds: int
+    diagnostics: Diagnostics | None = None
 
     @property
-    def unreliable(self) -> bool:
-        return self.seeds < MIN_RELIABLE_SEEDS
+    def small_n(self) -> bool:
+        return self.min_seeds < MIN_RELIABLE_SEEDS
 
 
-def _means(losses: Sequence[Sequence[float]], index: Sequence[np.ndarray] | None = None) -> list[float]:
-    if index is None:
-        return [float(np.mean(seeds)) for seeds in losses]
-    return [float(np.asarray(seeds, dtype=float)[i].mean()) for seeds, i in zip(losses, index)]
+def _multiplier(kind: str, base: np.ndarray, var: np.ndarray, c_top: float) -> np.ndarray:
+    """M = C_top / Ĉ_var(L̂_base(C_top)) for fits (D, k); 0 where the variant never reaches L*."""
+    target = curve_loss(kind, base, np.full(base.shape[0], c_top))
+    needed = compute_for(kind, var, target)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return c_top / needed
 
 
-def paired_bootstrap(
-    compute: Sequence[float],
-    base_losses: Sequence[Sequence[float]],
-    variant_losses: Sequence[Sequence[float]],
+def multipliers(
+    compute: Mapping[str, Sequence[float]],
+    losses: Mapping[str, Sequence[Sequence[float]]],
+    baseline: str,
+    seeds: Mapping[str, Sequence[Sequence[int]]] | None = None,
     resamples: int = 2000,
     confidence: float = 0.95,
-    seed: int = 0,
-    variant_compute: Sequence[float] | None = None,
-) -> Bootstrap:
-    """M of a variant against the baseline on the same rungs (``compute``), with a percentile interval
-    from a paired bootstrap: per rung the **same** resampled seed indices for both (``base_losses[r][i]``
-    and ``variant_losses[r][i]`` are seed i of rung r), both curves refitted in every draw.  ``compute``
-    is the baseline's compute per rung, ``variant_compute`` the variant's (default: the same; a variant
-    with fewer parameters trains with less compute on the same rung)."""
-    var_compute = list(compute if variant_compute is None else variant_compute)
-    sizes = [min(len(b), len(v)) for b, v in zip(base_losses, variant_losses)]
-    base = [list(b)[:n] for b, n in zip(base_losses, sizes)]
-    var = [list(v)[:n] for v, n in zip(variant_losses, sizes)]
-    top = float(max(compute))
-    point = curve_multiplier(fit_scaling(compute, _means(base)), fit_scaling(var_compute, _means(var)), top)
-    rng = np.random.default_rng(seed)
-    values, failed = [], 0
-    for _ in range(resamples):
-        index = [rng.integers(0, n, size=n) for n in sizes]
-        try:
-            m = curve_multiplier(
-                fit_scaling(compute, _means(base, index)), fit_scaling(var_compute, _means(var, index)), top
-            )
-        except UserError:
-            m = math.nan
-        if math.isfinite(m) and m > 0:
-            values.append(m)
-        else:
-            failed += 1
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(values, [tail, 100 - tail]) if values else (math.nan, math.nan)
-    return Bootstrap(point, float(low), float(high), resamples, failed, min(sizes) if sizes else 0)
+    rng_seed: int = 0,
+) -> dict[str, MultiplierResult]:
+    """Every variant's :class:`MultiplierResult` (the baseline's is exactly 1).
 
+    ``compute[v]``: its compute per rung (R,); ``losses[v][r]``: its per-seed final losses at rung r;
+    ``seeds[v][r]``: the seeds those losses came from (default 0, 1, …: the same seeds for every variant).
+    Every variant must have the same R rungs, in the same order.  Uses the power law with ≥ 4 rungs.
+    """
+    from scipy import stats as scipy_stats
 
-def leave_one_rung_out(
-    compute: Sequence[float],
-    base_losses: Sequence[Sequence[float]],
-    variant_losses: Sequence[Sequence[float]],
-    variant_compute: Sequence[float] | None = None,
-) -> list[float]:
-    """M with each rung left out of both fits in turn (at the remaining top compute): the model-error band."""
-    var_compute = list(compute if variant_compute is None else variant_compute)
-    out = []
-    for drop in range(len(compute)):
-        keep = [i for i in range(len(compute)) if i != drop]
-        c = [compute[i] for i in keep]
-        if len(c) < 2:
+    names = list(compute)
+    n_rungs = len(compute[baseline])
+    if any(len(compute[v]) != n_rungs for v in names):
+        raise UserError("every variant needs the same rungs for a multiplier")
+    kind = fit_kind(n_rungs)
+    seeds = seeds or {v: [list(range(len(x))) for x in losses[v]] for v in names}
+    # per rung: the union of seeds, and each variant's loss per seed (NaN where it has none)
+    table = []
+    for r in range(n_rungs):
+        union = sorted({s for v in names for s in seeds[v][r]})
+        grid = np.full((len(names), len(union)), np.nan)
+        for i, v in enumerate(names):
+            for s, x in zip(seeds[v][r], losses[v][r]):
+                grid[i, union.index(s)] = x
+        table.append(grid)
+    log_c = {v: np.log(np.asarray(compute[v], dtype=float)) for v in names}
+    c_top = float(np.max(compute[baseline]))
+
+    def fits(rung_means: np.ndarray) -> dict[str, np.ndarray]:  # rung_means: (V, D, R)
+        return {v: fit_batch(log_c[v], rung_means[i], kind) for i, v in enumerate(names)}
+
+    means = np.stack([np.nanmean(g, axis=1) for g in table], axis=-1)[:, None, :]  # (V, 1, R)
+    point_fits = fits(means)
+    # draws: the same seed indices for every variant at a rung; deviations scaled by sqrt(n/(n−1))
+    rng = np.random.default_rng(rng_seed)
+    drawn = []
+    for grid in table:
+        n = grid.shape[1]
+        idx = rng.integers(0, n, size=(resamples, n))
+        centre = np.nanmean(grid, axis=1, keepdims=True)
+        scale = math.sqrt(n / (n - 1)) if n > 1 else 1.0
+        sample = centre[:, None, :] + scale * (grid[:, idx] - centre[:, None, :])  # (V, D, n)
+        with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
+            sup.filter(RuntimeWarning)
+            drawn.append(np.nanmean(sample, axis=2))  # (V, D)
+    draw_means = np.stack(drawn, axis=-1)  # (V, D, R)
+    draw_fits = fits(draw_means)
+    n_min = min(np.isfinite(g).sum(axis=1).min() for g in table)
+    nu = int(n_min) - 1  # the fewest seeds at any rung (conservative: simulated coverage in the docstring)
+    widen = (
+        float(scipy_stats.t.ppf(0.5 + confidence / 2, nu) / scipy_stats.norm.ppf(0.5 + confidence / 2))
+        if nu
+        else math.nan
+    )
+    tail = (1 - confidence) / 2
+    out: dict[str, MultiplierResult] = {}
+    for i, v in enumerate(names):
+        if v == baseline:
+            out[v] = MultiplierResult(1.0, 1.0, 1.0, resamples, 0, 1.0, 1.0, int(n_min))
             continue
-        base_fit = fit_scaling(c, _means([base_losses[i] for i in keep]))
-        var_fit = fit_scaling([var_compute[i] for i in keep], _means([variant_losses[i] for i in keep]))
-        out.append(curve_multiplier(base_fit, var_fit, max(c)))
+        point = float(_multiplier(kind, point_fits[baseline], point_fits[v], c_top)[0])
+        m = _multiplier(kind, draw_fits[baseline], draw_fits[v], c_top)
+        bad = ~np.isfinite(m) | (m <= 0)
+        with np.errstate(divide="ignore"):  # log 0 = −inf: a curve that never reaches L* ranks first
+            log_m = np.where(np.isnan(m), np.inf, np.log(np.where(m > 0, m, 0.0)))  # failed fits rank last
+        lo_q, hi_q = np.quantile(np.sort(log_m), [tail, 1 - tail], method="inverted_cdf")
+        log_point = math.log(point) if point > 0 and math.isfinite(point) else math.nan
+        low, high = _widened(log_point, float(lo_q), float(hi_q), widen)
+        loo = []
+        for r in range(n_rungs):
+            keep = np.arange(n_rungs) != r
+            if keep.sum() < 2:
+                continue
+            b = fit_batch(log_c[baseline][keep], means[names.index(baseline)][:, keep], kind)
+            f = fit_batch(log_c[v][keep], means[i][:, keep], kind)
+            loo.append(float(_multiplier(kind, b, f, c_top)[0]))
+        out[v] = MultiplierResult(point, low, high, resamples, int(bad.sum()), min(loo, default=math.nan),
+                                  max(loo, default=math.nan), int(n_min))  # fmt: skip
     return out
 
 
-@dataclass(frozen=True)
-class Diagnostics:
-    """What a fit of one variant's ladder shows (:func:`diagnose`); ``problems`` empty: it passes."""
-
-    rungs: int
-    span_decades: float
-    seed_sd: float  # pooled within-rung SD of the final loss (nan with one seed per rung)
-    max_residual_sd: float  # max |mean − fit| / seed_sd
-    loo_top_error: float  # |top rung's mean − the fit without the top rung at its compute| (nats)
-    at_bounds: tuple[str, ...]
-    problems: tuple[str, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def diagnose(compute: Sequence[float], losses: Sequence[Sequence[float]]) -> Diagnostics:
-    """Rungs, span, residuals in seed-SD units, leave-the-top-rung-out error and parameters at their
-    bounds of the fit of ``losses`` (per rung, per seed) against ``compute``, checked against
-    :data:`THRESHOLDS`."""
-    c = np.asarray(compute, dtype=float)
-    means = np.asarray(_means(losses))
-    rungs = len(c)
-    span = float(np.log10(c.max() / c.min())) if rungs > 1 else 0.0
-    variances = [np.var(s, ddof=1) for s in losses if len(s) > 1]
-    sd = float(math.sqrt(np.mean(variances))) if variances else math.nan
-    problems, at_bounds = [], []
-    if rungs < THRESHOLDS["min_rungs"]:
-        problems.append(f"{rungs} rungs (needs ≥ {THRESHOLDS['min_rungs']})")
-    if span < THRESHOLDS["min_span_decades"]:
-        problems.append(f"compute spans {span:.3f} decades (needs ≥ {THRESHOLDS['min_span_decades']:g})")
-    if math.isnan(sd):
-        problems.append("one seed per rung: no seed SD to judge the fit by")
-    max_resid, loo = math.nan, math.nan
-    if rungs >= 2:
-        fit = fit_scaling(c, means)
-        resid = means - np.asarray(fit.loss(c))
-        max_resid = float(np.max(np.abs(resid)) / sd) if sd > 0 else math.nan
-        if fit.kind == "power law":
-            e, _, alpha = fit.params
-            if e <= 0.0:
-                at_bounds.append("E = 0 (its lower bound)")
-            if e >= means.min() - 1e-12:
-                at_bounds.append("E = the lowest mean loss (its upper bound)")
-            if alpha <= ALPHA_BOUNDS[0] * 1.001 or alpha >= ALPHA_BOUNDS[1] * 0.999:
-                at_bounds.append(f"α = {alpha:.3g} (a bound of its search range)")
-                problems.append(f"α at a bound of its search range ({alpha:.3g})")
-        else:
-            problems.append(f"{fit.kind} fit, not the power law")
-        if sd > 0 and max_resid > THRESHOLDS["max_residual_sd"]:
-            problems.append(f"residuals up to {max_resid:.1f} seed SDs (allowed {THRESHOLDS['max_residual_sd']:g})")
-        if rungs >= 3:
-            top = int(np.argmax(c))
-            keep = [i for i in range(rungs) if i != top]
-            # the same family as the full fit (a power law through 3 points has no dof left, but predicts)
-            held = _fit_power_law(np.log(c[keep]), means[keep]) if fit.kind == "power law" else None
-            held = held or fit_scaling(c[keep], means[keep])
-            loo = float(abs(means[top] - held.loss(c[top])))
-            allowed = max(THRESHOLDS["max_loo_top_sd"] * (sd if sd > 0 else 0.0), THRESHOLDS["loo_top_floor_nats"])
-            if loo > allowed:
-                problems.append(f"the fit without the top rung misses it by {loo:.3f} nats (allowed {allowed:.3f})")
-    return Diagnostics(rungs, span, sd, max_resid, loo, tuple(at_bounds), tuple(problems))
+def _widened(centre: float, low: float, high: float, factor: float) -> tuple[float, float]:
+    """exp of a log-scale interval [low, high] stretched about ``centre`` by ``factor`` (±∞ stay)."""
+    if not (math.isfinite(centre) and math.isfinite(factor)):
+        return (math.exp(low) if math.isfinite(low) else 0.0), (math.exp(high) if math.isfinite(high) else math.inf)
+    lo = math.exp(centre - factor * (centre - low)) if math.isfinite(low) else 0.0
+    hi = math.exp(centre + factor * (high - centre)) if math.isfinite(high) else math.inf
+    return lo, hi
 
 
 def training_compute(flops_per_token: float, tokens: float) -> float:
@@ -395,21 +412,20 @@ def training_compute(flops_per_token: float, tokens: float) -> float:
 
 
 __all__ = [
-    "ALPHA_BOUNDS",
+    "MAX_LOO_SE",
+    "MAX_RESIDUAL_SE",
+    "MIN_COMPUTE_SPAN",
     "MIN_POWER_LAW_POINTS",
     "MIN_RELIABLE_SEEDS",
-    "THRESHOLDS",
-    "Bootstrap",
     "Diagnostics",
+    "MultiplierResult",
     "ScalingFit",
-    "bootstrap_multiplier",
-    "bootstrap_multipliers",
-    "compute_multiplier",
-    "curve_multiplier",
+    "compute_for",
+    "curve_loss",
     "diagnose",
+    "fit_batch",
     "fit_scaling",
-    "leave_one_rung_out",
-    "multiplier_at_top",
-    "paired_bootstrap",
+    "multipliers",
+    "rung_se",
     "training_compute",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_ffn.experiments import scaling
-from lit_ffn.experiments.report import RunResult, _tokens_per_step
+from lit_ffn.experiments.runs import RunResult, study_reference, tokens_per_step
 from lit_ffn.experiments.study import Pair, Study
 
 
@@ -45,7 +45,7 @@ def run_compute(config: dict[str, Any]) -> tuple[float, int, int] | None:
     from lit_ffn.model import Decoder
     from lit_ffn.training.config import model_kwargs
 
-    per_step = _tokens_per_step(config)
+    per_step = tokens_per_step(config)
     steps = (config.get("trainer") or {}).get("max_steps")
     if not per_step or not steps or int(steps) <= 0 or "model" not in config:
         return None
@@ -69,37 +69,16 @@ class RungPoint:
     tokens: int | None
     non_embedding: int | None
     losses: list[float] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)  # seeds[i] trained losses[i]
+    seeds: list[int] = field(default_factory=list)  # the seed of each loss: a multiplier pairs runs by seed
 
     @property
     def non_embedding_compute(self) -> float | None:
         """6·N_non-embedding·D (Kaplan et al. 2020's C without the embedding and the head)."""
         return 6.0 * self.non_embedding * self.tokens if self.non_embedding and self.tokens else None
 
-    def by_seed(self) -> dict[int, float]:
-        return dict(zip(self.seeds, self.losses))
-
     @property
     def mean(self) -> float:
         return statistics.fmean(self.losses) if self.losses else math.nan
-
-
-@dataclass
-class MultiplierResult:
-    """A variant's multiplier: the paired bootstrap, the leave-one-rung-out band, and why it is withheld."""
-
-    bootstrap: scaling.Bootstrap
-    loo: list[float]
-    problems: list[str]  # empty: shown; else "not identifiable from this ladder: …"
-
-
-def _thresholds() -> str:
-    t = scaling.THRESHOLDS
-    return (
-        f"≥ {t['min_rungs']} rungs, ≥ {t['min_span_decades']:g} decade of compute, residuals ≤ "
-        f"{t['max_residual_sd']:g} seed SDs, the top rung predicted without it within max({t['max_loo_top_sd']:g} "
-        f"seed SDs, {t['loo_top_floor_nats']:g} nats), α inside its search range"
-    )
 
 
 class ScalingReport:
@@ -118,9 +97,7 @@ class ScalingReport:
                 ]
                 config = next((r.config for r in done if r.config), None)
                 compute = run_compute(config) if config else None
-                finished = sorted(
-                    (p.seed, r.final[1]) for p, r in runs.items() if r in done and r.final and math.isfinite(r.final[1])
-                )
+                finished = sorted((r.pair.seed, r.loss) for r in done if r.loss is not None and math.isfinite(r.loss))
                 self.points[variant].append(
                     RungPoint(
                         variant,
@@ -130,11 +107,17 @@ class ScalingReport:
                         [seed for seed, _ in finished],
                     )
                 )
+        #: the dataset's unigram reference (nats/token): a rung whose mean loss does not beat it is left out of the fits
+        self.reference = study_reference(runs)
         self.fits: dict[str, scaling.ScalingFit | None] = {v: self._fit(v) for v in study.variants}
         self.multipliers = self._multipliers()
 
+    def above_reference(self, point: RungPoint) -> bool:
+        """The point's mean loss does not beat the unigram reference (it learned no more than token frequencies)."""
+        return self.reference is not None and bool(point.losses) and point.mean >= self.reference
+
     def usable(self, variant: str) -> list[RungPoint]:
-        return [p for p in self.points[variant] if p.compute and p.losses]
+        return [p for p in self.points[variant] if p.compute and p.losses and not self.above_reference(p)]
 
     def _fit(self, variant: str) -> scaling.ScalingFit | None:
         pts = self.usable(variant)
@@ -142,33 +125,37 @@ class ScalingReport:
             return None
         return scaling.fit_scaling([p.compute for p in pts], [p.mean for p in pts])
 
-    def _multipliers(self) -> dict[str, MultiplierResult | None]:
-        """Per variant: M against the baseline on the rungs both finished, with the paired seeds of each
-        rung (:func:`lit_ffn.experiments.scaling.paired_bootstrap`), the leave-one-rung-out band and
-        both fits' diagnostics; None where fewer than 2 common rungs exist."""
+    def _multipliers(self) -> dict[str, tuple[float, float, float] | None]:
+        """``{variant: (M, low, high)}`` on the rungs the variant shares with the baseline
+        (:func:`lit_ffn.experiments.scaling.multipliers`); ``self.results`` keeps the whole result and
+        ``self.withheld`` the reasons a multiplier is not identifiable."""
+        self.results: dict[str, scaling.MultiplierResult] = {}
+        self.withheld: dict[str, str] = {}
+        out: dict[str, tuple[float, float, float] | None] = {}
         base = {p.rung: p for p in self.usable(self.baseline)}
-        out: dict[str, MultiplierResult | None] = {}
         for variant in self.study.variants:
             pts = [p for p in self.usable(variant) if p.rung in base]
-            paired = []
-            for p in pts:
-                common = sorted(set(p.seeds) & set(base[p.rung].seeds))
-                if common:
-                    b, v = base[p.rung].by_seed(), p.by_seed()
-                    paired.append((base[p.rung].compute, p.compute, [b[s] for s in common], [v[s] for s in common]))
-            if len(paired) < 2:
+            if len(pts) < 2:
                 out[variant] = None
                 continue
-            compute, var_compute = [c for c, _, _, _ in paired], [c for _, c, _, _ in paired]
-            base_losses, var_losses = [b for _, _, b, _ in paired], [v for _, _, _, v in paired]
-            problems = [f"{self.baseline}: {p}" for p in scaling.diagnose(compute, base_losses).problems]
-            if variant != self.baseline:
-                problems += [f"{variant}: {p}" for p in scaling.diagnose(var_compute, var_losses).problems]
-            out[variant] = MultiplierResult(
-                scaling.paired_bootstrap(compute, base_losses, var_losses, variant_compute=var_compute),
-                scaling.leave_one_rung_out(compute, base_losses, var_losses, var_compute),
-                problems,
-            )
+            rungs = [p.rung for p in pts]
+            compute = {self.baseline: [base[r].compute for r in rungs], variant: [p.compute for p in pts]}
+            losses = {self.baseline: [base[r].losses for r in rungs], variant: [p.losses for p in pts]}
+            seeds = {self.baseline: [base[r].seeds for r in rungs], variant: [p.seeds for p in pts]}
+            found = scaling.multipliers(compute, losses, self.baseline, seeds=seeds)[variant]
+            reasons = []
+            for name in dict.fromkeys([self.baseline, variant]):
+                fit = scaling.fit_scaling(
+                    compute[name], [sum(x) / len(x) for x in losses[name]], scaling.fit_kind(len(rungs))
+                )
+                diagnostics = scaling.diagnose(compute[name], losses[name], fit)
+                reasons += [f"{name}: {why}" for why in diagnostics.reasons]
+                if name == variant:
+                    found.diagnostics = diagnostics
+            self.results[variant] = found
+            if reasons:
+                self.withheld[variant] = "; ".join(reasons)
+            out[variant] = (found.point, found.low, found.high)
         return out
 
     # ----------------------------------------------------------- markdown
@@ -191,6 +178,17 @@ class ScalingReport:
                     if p.compute
                     else f"| {rung} | {variant} | — | — | — | {len(p.losses)} | {loss} |"
                 )
+        if self.reference is not None:
+            lines += [
+                "",
+                f"Unigram reference of the data (train-split token frequencies): {self.reference:.4f} nats/token.",
+            ]
+            excluded = [p for pts in self.points.values() for p in pts if self.above_reference(p)]
+            for p in excluded:
+                lines.append(
+                    f"- ⚠ {p.variant} at `{p.rung}`: mean final loss {p.mean:.4f} does not beat the unigram reference: "
+                    "left out of its scaling fit (it has learned no more than token frequencies)"
+                )
         lines += ["", "Fits of L(C) per variant (mean loss over seeds at each rung):", ""]
         for variant in study.variants:
             fit, n = self.fits[variant], len(self.usable(variant))
@@ -198,48 +196,44 @@ class ScalingReport:
         lines += [
             "",
             (
-                f"Compute multiplier vs {baseline}: M = C_{baseline},fit(L*) / C_variant,fit(L*) at the common loss "
-                f"L* = {baseline}'s fitted loss at the top compute — the two fitted curves compared at equal loss "
-                "(Primer's compute savings; > 1: the variant reaches L* with less compute; the baseline is 1 by "
-                "construction). 95% CI: paired percentile bootstrap, 2,000 draws, seeds resampled jointly per rung "
-                "and both curves refitted in every draw; draws whose fit failed or whose M was not finite are "
-                f"counted. CIs from fewer than {scaling.MIN_RELIABLE_SEEDS} seeds per rung are marked unreliable "
-                "(a percentile bootstrap of a mean covers ~76% instead of 95% at 3 seeds). LOO: M with each rung "
-                "left out of both fits (model error). A multiplier is shown only when both fits pass the "
-                f"diagnostics (thresholds: {_thresholds()})."
+                f"Compute multiplier vs {baseline}: M = C_top / Ĉ_variant(L*), L* = L̂_{baseline}(C_top) — how many "
+                f"times less compute the variant's fitted curve needs to reach the loss {baseline}'s fitted curve "
+                "reaches at the top rung (> 1: the variant saves compute; the baseline is 1 by construction; "
+                "`lit_ffn.experiments.scaling`). 95% CI: paired joint seed bootstrap (each rung's seeds resampled "
+                "with the same indices for every variant, every curve refitted, 2,000 draws, t-widened); draws with "
+                "M = 0 or ∞ or a failed fit are counted, not dropped. LOO band: M refitted with each rung left out "
+                "(model error, not in the CI). A multiplier is printed only when both fits pass the diagnostics "
+                f"(≥ {scaling.MIN_POWER_LAW_POINTS} rungs for the power law, compute span ≥ {scaling.MIN_COMPUTE_SPAN:g}×, "
+                f"no parameter at a bound, residuals ≤ {scaling.MAX_RESIDUAL_SE:g} and leave-one-rung-out errors ≤ "
+                f"{scaling.MAX_LOO_SE:g} seed SEs)."
             ),
             "",
-            f"| variant | M vs {baseline} | 95% CI (paired) | failed draws | LOO band | note |",
-            "|---|---:|---|---:|---|---|",
+            f"| variant | M vs {baseline} | 95% CI | LOO band | non-finite draws | note |",
+            "|---|---:|---|---|---:|---|",
         ]
         for variant in study.variants:
             m = self.multipliers[variant]
             if m is None:
-                why = "needs ≥ 2 rungs finished by both" if self.usable(variant) else "no finished runs"
+                why = "needs ≥ 2 rungs shared with the baseline" if variant != baseline else "no finished runs"
                 lines.append(f"| {variant} | — | — | — | — | no multiplier: {why} |")
                 continue
-            if m.problems:
-                reason = "; ".join(m.problems)
-                lines.append(f"| {variant} | — | — | — | — | not identifiable from this ladder: {reason} |")
+            found = self.results[variant]
+            if variant == baseline:
+                lines.append(f"| {variant} | 1 | — | — | — | the reference (1 by construction) |")
                 continue
-            boot = m.bootstrap
-            ci = "—" if math.isnan(boot.low) else f"[{boot.low:.2f}, {boot.high:.2f}]"
-            band = f"{min(m.loo):.2f}–{max(m.loo):.2f}" if m.loo else "—"
-            note = f"unreliable CI: {boot.seeds} seeds per rung" if boot.unreliable else ""
-            lines.append(f"| {variant} | {_fmt_m(boot.point)} | {ci} | {boot.failed}/{boot.draws} | {band} | {note} |")
-        lines += ["", "Fit diagnostics per variant (all its rungs):", ""]
-        header = (
-            "| variant | rungs | span (decades) | seed SD | max residual (seed SDs) | top rung left out: miss (nats)"
-        )
-        lines += [header + " | at a bound |", "|---|---:|---:|---:|---:|---:|---|"]
-        for variant in study.variants:
-            pts = self.usable(variant)
-            if len(pts) < 2:
+            if variant in self.withheld:
+                lines.append(
+                    f"| {variant} | — | — | — | — | not identifiable from this ladder: {self.withheld[variant]} |"
+                )
                 continue
-            d = scaling.diagnose([p.compute for p in pts], [p.losses for p in pts])
+            note = (
+                f"⚠ CI unreliable: {found.min_seeds} seeds at a rung (< {scaling.MIN_RELIABLE_SEEDS})"
+                if found.small_n
+                else ""
+            )
             lines.append(
-                f"| {variant} | {d.rungs} | {d.span_decades:.2f} | {d.seed_sd:.4f} | {d.max_residual_sd:.1f} | "
-                f"{d.loo_top_error:.3f} | {', '.join(d.at_bounds) or '—'} |"
+                f"| {variant} | {_fmt_m(found.point)} | [{_fmt_m(found.low)}, {_fmt_m(found.high)}] | "
+                f"[{_fmt_m(found.loo_low)}, {_fmt_m(found.loo_high)}] | {found.nonfinite} of {found.draws} | {note} |"
             )
         if len(study.ladder) < 2:
             lines += ["", "A single rung: no scaling fit is possible; add rungs to --ladder for one."]
@@ -249,9 +243,8 @@ class ScalingReport:
     # ----------------------------------------------------------- files
     def write(self, out: Path) -> dict[str, Path]:
         paths = {"scaling_csv": out / "scaling.csv", "scaling_png": out / "scaling.png"}
-        fields = ["variant", "rung", "non_embedding_params", "tokens", "compute_flops", "n", "mean", "losses",
-                  "non_embedding_compute_flops", "fit", "fit_params", "multiplier", "multiplier_ci95_low",
-                  "multiplier_ci95_high", "multiplier_failed_draws", "multiplier_withheld"]  # fmt: skip
+        fields = ["variant", "rung", "non_embedding_params", "tokens", "compute_flops", "non_embedding_compute_flops",
+                  "n", "mean", "losses", "fit", "fit_params", "multiplier", "multiplier_ci95_low", "multiplier_ci95_high"]  # fmt: skip
         with open(paths["scaling_csv"], "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
@@ -265,17 +258,15 @@ class ScalingReport:
                             "non_embedding_params": p.non_embedding or "",
                             "tokens": p.tokens or "",
                             "compute_flops": p.compute or "",
+                            "non_embedding_compute_flops": p.non_embedding_compute or "",
                             "n": len(p.losses),
                             "mean": p.mean if p.losses else "",
                             "losses": " ".join(repr(x) for x in p.losses),
                             "fit": fit.kind if fit else "",
                             "fit_params": " ".join(repr(x) for x in fit.params) if fit else "",
-                            "non_embedding_compute_flops": p.non_embedding_compute or "",
-                            "multiplier": m.bootstrap.point if m and not m.problems else "",
-                            "multiplier_ci95_low": m.bootstrap.low if m and not m.problems else "",
-                            "multiplier_ci95_high": m.bootstrap.high if m and not m.problems else "",
-                            "multiplier_failed_draws": m.bootstrap.failed if m else "",
-                            "multiplier_withheld": "; ".join(m.problems) if m else "",
+                            "multiplier": m[0] if m else "",
+                            "multiplier_ci95_low": m[1] if m else "",
+                            "multiplier_ci95_high": m[2] if m else "",
                         }
                     )
         self.plot(paths["scaling_png"])

@@ -47,11 +47,13 @@ import yaml
 
 from lit_ffn.errors import UserError, first_line
 from lit_ffn.experiments import tuning
+from lit_ffn.experiments.runfiles import DONE, EVAL_FILE, final_loss, logged_final_val_loss, read_eval
 from lit_ffn.ffn.registry import resolve_variant
 
-#: Marker written into a run directory once its fit finished.
-DONE = "DONE"
 STUDY_FILE = "study.json"
+#: Tuning seeds when ``--tune`` is given without ``--tune-seeds``: two, so that the choice is not one
+#: seed's noise (with one, which point wins is itself a coin flip when points differ by less than the seed SD).
+DEFAULT_TUNE_SEEDS = (100, 101)
 #: Directory of the tuning stage inside an experiment (or rung) directory.
 TUNE_DIR = "tune"
 
@@ -155,19 +157,9 @@ class Study:
 
     # ----------------------------------------------------------- tuning
     def final_loss(self, pair: Pair) -> float | None:
-        """Final validation loss of a done run (inf: it diverged), None while it is not done."""
-        done = self.run_dir(pair) / DONE
-        if not done.exists():
-            return None
-        try:
-            info = json.loads(done.read_text())
-        except ValueError:
-            info = {}
-        if info.get("diverged"):
-            return math.inf
-        if info.get("final_val_loss") is not None:
-            return float(info["final_val_loss"])
-        return final_val_loss(self.run_dir(pair))  # a DONE file of an older lit_ffn
+        """Final validation loss of a done run (inf: it diverged), None while it is not done
+        (:func:`lit_ffn.experiments.runfiles.final_loss`)."""
+        return final_loss(self.run_dir(pair))
 
     def tuning_losses(self, variant: str, rung: str = "") -> dict[tuning.Point, list[float]] | None:
         """``{point: [final loss per tuning seed]}`` of a variant, None while any of its tuning runs is not done."""
@@ -248,8 +240,6 @@ class Study:
     def eval_args(self, pair: Pair) -> list[str] | None:
         """``lit_ffn evaluate`` arguments that score a done confirmation run on ``eval_tasks``
         (None: nothing to evaluate, or it already has every task)."""
-        from lit_ffn.experiments.eval_report import EVAL_FILE, read_eval
-
         if not self.eval_tasks or pair.stage != "confirm":
             return None
         run_dir = self.run_dir(pair)
@@ -375,15 +365,8 @@ class Study:
         )
 
 
-def final_val_loss(run_dir: Path) -> float | None:
-    """The last ``val/loss`` of a run from its TensorBoard events (None: none logged)."""
-    from lit_ffn.experiments.events import read_scalars
-
-    try:
-        curve = read_scalars(run_dir).get("val/loss", [])
-    except UserError:
-        return None
-    return curve[-1][1] if curve else None
+#: The last logged ``val/loss`` of a run (the name older callers use).
+final_val_loss = logged_final_val_loss
 
 
 def make_study(
@@ -395,7 +378,7 @@ def make_study(
     experiment: str | None = None,
     baseline: str | None = None,
     tune: Sequence[str] = (),
-    tune_seeds: Sequence[int] = (),
+    tune_seeds: Sequence[int] | None = None,
     ladder: Sequence[str] = (),
     eval_tasks: Sequence[str] = (),
     eval_include_path: str | None = None,
@@ -412,10 +395,12 @@ def make_study(
     if len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds has duplicates: {' '.join(map(str, seeds))}")
     grid = tuning.parse_tune(tune)
+    if grid and tune_seeds is None:
+        saved = Path(out) / STUDY_FILE
+        tune_seeds = (Study.load(Path(out)).tune_seeds if saved.is_file() else []) or list(DEFAULT_TUNE_SEEDS)
+    tune_seeds = list(tune_seeds or [])
     if grid and not tune_seeds:
-        raise UserError(
-            "--tune needs --tune-seeds: the seeds of the tuning runs, disjoint from --seeds (e.g. --tune-seeds 100 101)"
-        )
+        raise UserError("--tune needs tuning seeds: give --tune-seeds T1 T2 (disjoint from --seeds) or leave it out")
     if tune_seeds and not grid:
         raise UserError("--tune-seeds without --tune: give the grid, e.g. --tune model.lr=1e-4,3e-4,1e-3")
     if len(set(tune_seeds)) != len(tune_seeds):

@@ -67,6 +67,12 @@ def final_val_loss(run_dir: Path) -> float:
     return max(points)[2]
 
 
+def whole_split_loss(run_dir: Path) -> float:
+    """Mean of a run's per-block final losses (final_eval.json)."""
+    losses = json.loads((run_dir / "final_eval.json").read_text())["block_losses"]
+    return sum(losses) / len(losses)
+
+
 def ckpt_step(run_dir: Path) -> int:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
 
@@ -135,7 +141,13 @@ def test_study_end_to_end_with_crash_then_resume(tmp_path: Path, tiny_dataset: P
     # the report: values straight from the events, statistics from scipy
     from scipy import stats as sps
 
-    values = {v: [final_val_loss(runs[Pair(v, s)]) for s in (0, 1)] for v in ("swiglu", "relu")}
+    # the final loss of each run: its last checkpoint on every block of the validation split (final_eval.json),
+    # also in its DONE record; the logged val/loss (2 validation batches here) stays in DONE beside it
+    values = {v: [whole_split_loss(runs[Pair(v, s)]) for s in (0, 1)] for v in ("swiglu", "relu")}
+    for run_dir in runs.values():
+        done = json.loads((run_dir / DONE).read_text())
+        assert done["final_val_loss"] == pytest.approx(whole_split_loss(run_dir), rel=1e-12)
+        assert done["logged_val_loss"] == pytest.approx(final_val_loss(run_dir), rel=1e-6)
     with open(out / "results.csv") as f:
         rows = {r["variant"]: r for r in csv.DictReader(f)}
     assert list(rows) == ["swiglu", "relu"]  # baseline first
@@ -175,7 +187,7 @@ def test_a_hard_crash_ends_only_its_run(tmp_path: Path, tiny_dataset: Path, monk
                 self.w = nn.Linear(dim, dim)
 
             def forward(self, x):
-                os._exit(3)
+                os._exit(7)  # a hard crash (exit code 3 would read as "diverged")
         """
         )
     )

@@ -9,12 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from lit_ffn.errors import UserError
-from lit_ffn.experiments.scaling import (
-    bootstrap_multiplier,
-    compute_multiplier,
-    fit_scaling,
-    multiplier_at_top,
-)
+from lit_ffn.experiments.scaling import diagnose, fit_scaling, multipliers
 from lit_ffn.experiments.stats import mdd_paired, mdd_welch, minimum_detectable_difference
 
 E, A, ALPHA = 1.8, 40.0, 0.12
@@ -45,20 +40,33 @@ def test_few_rungs_get_the_log_linear_fit() -> None:
         fit_scaling([1e15], [3.0])
 
 
-def test_a_curve_shifted_by_2x_in_compute_is_worth_2x() -> None:
-    """Variant = baseline needing half the compute for every loss: L_var(C) = L_base(2C) -> M = 2."""
-    base = fit_scaling(COMPUTE, law(COMPUTE))
-    top = COMPUTE[-1]
-    assert compute_multiplier(base, float(law(2 * top)), top) == pytest.approx(2.0, rel=1e-3)
-    # through the per-seed interface, with a seed spread that is the same for every rung
+def test_a_curve_shifted_by_2x_in_compute_is_worth_2x_and_the_baseline_exactly_1() -> None:
+    """Variant = baseline needing half the compute for every loss: L_var(C) = L_base(2C) -> M = 2; the baseline
+    against itself is 1 by construction, and a variant with the baseline's own data is 1 too."""
     spread = np.array([-0.001, 0.0, 0.001])
-    base_losses = [list(law(c) + spread) for c in COMPUTE]
-    variant_losses = [list(law(2 * c) + spread) for c in COMPUTE]
-    assert multiplier_at_top(COMPUTE, base_losses, COMPUTE, variant_losses) == pytest.approx(2.0, rel=1e-2)
-    m, low, high = bootstrap_multiplier(COMPUTE, base_losses, COMPUTE, variant_losses, resamples=200)
-    assert low <= m <= high and low < 2.0 < high * 1.05
-    same = [list(law(c) + spread) for c in COMPUTE]
-    assert multiplier_at_top(COMPUTE, base_losses, COMPUTE, same) == pytest.approx(1.0, rel=1e-2)
+    base = [list(law(c) + spread) for c in COMPUTE]
+    shifted = [list(law(2 * c) + spread) for c in COMPUTE]
+    compute = {"base": COMPUTE, "shifted": COMPUTE, "same": COMPUTE}
+    found = multipliers(compute, {"base": base, "shifted": shifted, "same": base}, "base", resamples=300)
+    assert found["base"].point == 1.0 and (found["base"].low, found["base"].high) == (1.0, 1.0)
+    assert found["same"].point == pytest.approx(1.0, abs=1e-9)
+    m = found["shifted"]
+    assert m.point == pytest.approx(2.0, rel=2e-3) and m.low <= m.point <= m.high and m.low < 2.0 < m.high
+    assert m.nonfinite == 0 and m.loo_low == pytest.approx(2.0, rel=1e-2) and m.loo_high == pytest.approx(2.0, rel=1e-2)
+
+
+def test_a_bad_fit_is_withheld_with_its_reason() -> None:
+    """Points that no saturating power law describes (loss falling faster at large compute, as on the old CPU
+    ladder): residuals far beyond the seed noise and E at its bound 0 are named."""
+    c = np.geomspace(1e11, 1e13, 4)
+    loss = [[11.7, 11.6], [11.0, 10.9], [10.1, 10.2], [8.2, 8.25]]
+    fit = fit_scaling(c, [np.mean(x) for x in loss])
+    found = diagnose(c, loss, fit)
+    assert not found.passes
+    assert any("E at its lower bound 0" in r for r in found.reasons)
+    assert any(r.startswith("residuals up to") for r in found.reasons)
+    good = diagnose(COMPUTE, [[law(x) - 0.001, law(x) + 0.001] for x in COMPUTE], fit_scaling(COMPUTE, law(COMPUTE)))
+    assert good.passes, good.reasons
 
 
 def test_minimum_detectable_difference_by_hand() -> None:
@@ -97,4 +105,25 @@ def test_the_report_says_how_small_a_difference_it_could_see(tmp_path) -> None:
     start = next(i for i, line in enumerate(lines) if line.startswith("| variant | MDD (Welch"))
     se = math.sqrt(2 * 0.01 / 3)
     welch = (sps.t.ppf(0.975, 4) + sps.t.ppf(0.8, 4)) * se
-    assert lines[start + 2] == f"| relu | {welch:.4f} | 0.0000 |"  # equal per-seed differences: no paired spread
+    assert lines[start + 2] == f"| relu | {welch:.4f} | — |"  # equal per-seed differences: no paired test, no MDD
+
+
+def test_a_variant_on_less_compute_per_rung_is_fitted_on_its_own_compute() -> None:
+    """A smaller FFN trains each rung with less compute: its curve is fitted at its own C, not the baseline's.
+    The baseline's losses reached at half the compute are worth M = 2, in the point, the CI and the LOO band."""
+    spread = np.array([-0.001, 0.0, 0.001])
+    base = [list(law(c) + spread) for c in COMPUTE]
+    half = [c / 2 for c in COMPUTE]
+    found = multipliers({"base": COMPUTE, "small": half}, {"base": base, "small": base}, "base", resamples=100)
+    m = found["small"]
+    assert m.point == pytest.approx(2.0, rel=1e-3) and m.low <= 2.0 <= m.high
+    assert m.loo_low == pytest.approx(2.0, rel=1e-3) and m.loo_high == pytest.approx(2.0, rel=1e-3)
+
+
+def test_failed_draws_are_counted_not_dropped() -> None:
+    """A variant whose curve is flat above the baseline's top loss never reaches L*: its draws are 0 and counted."""
+    spread = np.array([-0.001, 0.0, 0.001])
+    base = [list(law(c) + spread) for c in COMPUTE]
+    flat = [list(10.0 + spread) for _ in COMPUTE]
+    m = multipliers({"base": COMPUTE, "flat": COMPUTE}, {"base": base, "flat": flat}, "base", resamples=50)["flat"]
+    assert m.draws == 50 and m.nonfinite > 0

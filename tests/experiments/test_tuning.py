@@ -13,7 +13,13 @@ import yaml
 from lit_ffn.errors import UserError
 from lit_ffn.experiments import ablate, tuning
 from lit_ffn.experiments.study import DONE, Pair, Study, make_study
-from tests.experiments.test_ablate import CountingLauncher, final_val_loss, write_base_config, write_run
+from tests.experiments.test_ablate import (
+    CountingLauncher,
+    final_val_loss,
+    whole_split_loss,
+    write_base_config,
+    write_run,
+)
 
 LR = "model.lr"
 
@@ -85,7 +91,7 @@ def test_tuning_then_confirmation_with_a_crash_in_each_stage(tmp_path: Path, tin
     assert study.state(crashed) == "resume" and study.state(Pair("relu", 0)) == "waiting"
     assert study.choice("relu") is None
     swiglu = study.choice("swiglu")
-    losses = {lr: final_val_loss(study.run_dir(Pair("swiglu", 100, point=f"{LR}={lr}"))) for lr in ("3e-3", "3e-2")}
+    losses = {lr: whole_split_loss(study.run_dir(Pair("swiglu", 100, point=f"{LR}={lr}"))) for lr in ("3e-3", "3e-2")}
     assert swiglu.label == f"{LR}={min(losses, key=losses.get)}"  # the lower of the two, read independently
     confirmed = yaml.safe_load((study.run_dir(Pair("swiglu", 0)) / "config.yaml").read_text())
     assert confirmed["model"]["lr"] == float(swiglu.label.split("=")[1]) and confirmed["seed_everything"] == 0
@@ -112,7 +118,8 @@ def test_tuning_then_confirmation_with_a_crash_in_each_stage(tmp_path: Path, tin
     rows = (out / "tuning.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 and (out / "tuning.png").stat().st_size > 0
     done = json.loads((study.run_dir(crashed) / DONE).read_text())
-    assert done["final_val_loss"] == pytest.approx(final_val_loss(study.run_dir(crashed)), rel=1e-6)
+    assert done["final_val_loss"] == pytest.approx(whole_split_loss(study.run_dir(crashed)), rel=1e-12)
+    assert done["logged_val_loss"] == pytest.approx(final_val_loss(study.run_dir(crashed)), rel=1e-6)
 
     # the grid is part of the study: a changed grid is refused in one line, nothing run
     refused = CountingLauncher(monkeypatch)
@@ -188,7 +195,7 @@ def test_print_commands_and_slurm_scripts_of_a_tuned_study(tmp_path: Path, tiny_
         (["--tune", "model.lr=1e-3,1e-3", "--tune-seeds", "9"], "a value is repeated"),
         (["--tune", "seed_everything=1,2", "--tune-seeds", "9"], "sets seed_everything itself"),
         (["--tune", "model.lr=1e-3,1e-2", "--tune-seeds", "0", "9"], "seed(s) 0 are in both --seeds and --tune-seeds"),
-        (["--tune", "model.lr=1e-3,1e-2"], "--tune needs --tune-seeds"),
+        (["--tune", "model.lr=1e-3,1e-2", "--seeds", "100"], "seed(s) 100 are in both --seeds and --tune-seeds"),
         (["--tune-seeds", "9"], "--tune-seeds without --tune"),
     ],
 )
@@ -243,3 +250,14 @@ def test_the_report_of_hand_made_tuning_runs(tmp_path: Path) -> None:
 
     table = main_table(md[md.index("## Comparison") :])
     assert table["relu"][1] == "4.4150 ± 0.0212"  # the confirmation runs only (the tuning run's 4.4 is not in it)
+
+
+def test_tuning_uses_two_seeds_by_default_and_keeps_a_studys_own(tmp_path: Path) -> None:
+    """≥ 2 tuning seeds unless told otherwise (one seed makes the choice itself random); a rerun of a study
+    made with explicit --tune-seeds keeps them when they are left out."""
+    base = tmp_path / "base.yaml"
+    base.write_text("model:\n  dim: 32\n")
+    assert make_study(tmp_path / "a", [str(base)], ["swiglu"], [0], tune=[f"{LR}=1e-3,1e-2"]).tune_seeds == [100, 101]
+    make_study(tmp_path / "b", [str(base)], ["swiglu"], [0], tune=[f"{LR}=1e-3,1e-2"], tune_seeds=[7]).save()
+    again = make_study(tmp_path / "b", [str(base)], ["swiglu"], [0, 1], tune=[f"{LR}=1e-3,1e-2"])
+    assert again.tune_seeds == [7] and again.seeds == [0, 1]
