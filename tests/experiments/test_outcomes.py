@@ -68,3 +68,22 @@ def test_diverged_confirmation_runs_are_outcomes_and_final_losses_cover_every_bl
     launched.clear()
     assert ablate.main(argv, launch=launcher) == 0 and launched == []
     assert (out / "results.md").read_text() == md
+
+    # a study trained by an older lit_ffn (299e505: DONE with the last logged val/loss, no final_eval.json,
+    # checkpoints kept): a rerun scores each such run on the whole split, trains nothing, then reports
+    old_done = {"finished": "2026-12-04 19:00:00", "wall_s": 1.0, "resumed": False, "detail": "step 8",
+                "final_val_loss": 9.99, "diverged": False, "command": "lit_ffn fit"}  # fmt: skip
+    for seed in (0, 1):
+        old_dir = study.run_dir(Pair("swiglu", seed))
+        (old_dir / "final_eval.json").unlink()
+        (old_dir / DONE).write_text(json.dumps(old_done))
+        assert (old_dir / "checkpoints" / "last.ckpt").exists()
+    (out / "results.md").unlink()
+    assert ablate.main(argv, launch=launcher) == 0 and launched == []
+    again = json.loads((run_dir / "final_eval.json").read_text())
+    assert again["block_losses"] == final["block_losses"]
+    assert (study.run_dir(Pair("swiglu", 1)) / "final_eval.json").exists()
+    from lit_ffn.experiments.runs import read_run
+
+    assert read_run(Study.load(out), Pair("swiglu", 0)).loss == sum(final["block_losses"]) / len(expected)
+    assert (out / "results.md").exists()
