@@ -36,6 +36,9 @@ def test_a_ladder_end_to_end(tmp_path: Path, tiny_dataset: Path, monkeypatch) ->
     assert (r2["model"]["dim"], r2["model"]["head_dim"], r2["trainer"]["max_steps"]) == (48, 24, 3)
     assert study.run_dir(Pair("swiglu", 0, "r2")) == out / "runs" / "base" / "r2" / "swiglu" / "seed_0"
     second = CountingLauncher(monkeypatch)
+    # runs of 2-3 steps do not beat the tiny dataset's unigram reference, which would leave every rung out of
+    # the fits; this test is about the ladder's mechanics, so it reports without the reference
+    monkeypatch.setattr("lit_ffn.experiments.scaling_report.study_reference", lambda runs: None)
     assert ablate.main(argv, launch=second) == 0
     assert len(second.launched) == 1 and second.launched[0][2].endswith("r2/relu/seed_0/config.yaml")
     md = (out / "results.md").read_text()
@@ -204,3 +207,29 @@ def test_the_shipped_ladders_parse_and_say_what_they_are(base: str, ladder: str)
         totals.append(total)
     assert totals == sorted(totals)  # the rungs grow
     assert len(ratios) <= 1  # one tokens-per-parameter rule for the whole CPU ladder
+
+
+def test_a_rung_that_does_not_beat_the_unigram_reference_is_flagged_and_left_out_of_the_fit(monkeypatch) -> None:
+    """Issue 22: a rung whose mean final loss is not below the data's unigram reference learned no more than
+    token frequencies; the ladder report says so and fits the variant on the other rungs only."""
+    from lit_ffn.experiments import scaling_report
+    from lit_ffn.experiments.runs import RunResult
+
+    compute = {"r1": 1e11, "r2": 1e12, "r3": 1e13, "r4": 1e14, "r5": 1e15}
+    losses = {"r1": 6.5, "r2": 5.0, "r3": 4.5, "r4": 4.2, "r5": 4.0}  # r1 is above the reference 6.0
+    study = Study(Path("/nonexistent"), ["base.yaml"], {"swiglu": "swiglu.yaml"}, [0, 1], experiment="x",
+                  ladder={r: f"{r}.yaml" for r in compute})  # fmt: skip
+    runs = {}
+    for rung, loss in losses.items():
+        for seed in (0, 1):
+            pair = Pair("swiglu", seed, rung)
+            runs[pair] = RunResult(pair, "done", config={"rung": rung}, done_loss=loss + 0.01 * (seed - 0.5))
+    monkeypatch.setattr(scaling_report, "run_compute", lambda config: (compute[config["rung"]], 1000, 100))
+    monkeypatch.setattr(scaling_report, "study_reference", lambda runs: 6.0)
+    found = scaling_report.ScalingReport(study, runs, "swiglu")
+    assert [p.rung for p in found.usable("swiglu")] == ["r2", "r3", "r4", "r5"]
+    md = found.markdown()
+    assert "- ⚠ swiglu at `r1`: mean final loss 6.5000 does not beat the unigram reference" in md
+    assert "left out of its scaling fit" in md and "(4 rungs)" in md
+    monkeypatch.setattr(scaling_report, "study_reference", lambda runs: 7.0)  # every rung beats 7.0
+    assert len(scaling_report.ScalingReport(study, runs, "swiglu").usable("swiglu")) == 5
