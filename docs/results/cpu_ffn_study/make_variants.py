@@ -8,6 +8,7 @@ validation loss over the tuning seeds; a diverged run counts as +inf; ties go to
 from __future__ import annotations
 
 import json
+import os
 import math
 import sys
 from pathlib import Path
@@ -34,11 +35,12 @@ def chosen_lr(study_dir: Path, variant: str) -> str:
 
 def main(study_dir: str, *variants: str) -> None:
     study = json.loads((Path(study_dir) / "study.json").read_text())
-    out = HERE / "variants"
+    out = Path(os.environ.get("VARIANTS_OUT", HERE / "variants"))
     out.mkdir(exist_ok=True)
     for variant in variants:
         lr = chosen_lr(Path(study_dir), variant)
-        config = yaml.safe_load((HERE.parents[2] / study["variants"][variant]).read_text())
+        repo = Path(os.environ["REPO"]) if "REPO" in os.environ else HERE.parents[2]
+        config = yaml.safe_load((repo / study["variants"][variant]).read_text())
         config.setdefault("model", {})["lr"] = float(lr)
         text = f"# {variant} at the lr study A chose for it (model.lr={lr}; tuning.md)\n" + yaml.safe_dump(config)
         (out / f"{variant}.yaml").write_text(text)
