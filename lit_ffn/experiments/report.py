@@ -81,6 +81,26 @@ def _verdict(welch: Any, p_holm: float, paired: Any, p_paired_holm: float, basel
     return f"**{direction} loss than {baseline}** ({name} p < 0.05{', also after Holm' if k > 1 else ''})"
 
 
+def tuning_note(study: Study, variant: str, rung: str = "") -> str:
+    """What the verdict rests on in a tuned study: the chosen point, its margin over the runner-up with
+    the paired SE over the tuning seeds, and any edge-of-grid flag ("" in an untuned study)."""
+    from lit_ffn.experiments import tuning
+
+    if not study.tune:
+        return ""
+    losses = study.tuning_losses(variant, rung)
+    if losses is None:
+        return ""
+    choice = tuning.choose(study.tune, losses)
+    won = tuning.margin(choice, losses)
+    note = f"; tuned at {choice.label}" + (f", {won.describe()}" if won else "")
+    if won and not math.isnan(won.se) and won.margin < 2 * won.se:
+        note += " (within 2 SE: the choice is uncertain)"
+    if choice.edges:
+        note += "; ⚠ at the grid's edge"
+    return note
+
+
 def build_rows(study: Study, runs: dict[Pair, RunResult], baseline: str) -> list[VariantRow]:
     from lit_ffn.experiments import stats
     from lit_ffn.experiments.params import count_parameters
@@ -120,7 +140,8 @@ def build_rows(study: Study, runs: dict[Pair, RunResult], baseline: str) -> list
                 summary=stats.summarize(r.loss for r in done.values()),
                 test=test,
                 p_holm=p_holm,
-                verdict=_verdict(test, p_holm, pair_test, p_paired_holm, baseline, len(others)),
+                verdict=_verdict(test, p_holm, pair_test, p_paired_holm, baseline, len(others))
+                + tuning_note(study, variant, next((p.rung for p in runs if p.variant == variant), "")),
                 params=params,
                 tokens_per_s=sum(tps) / len(tps) if tps else None,
                 tokens_per_s_source=next(
@@ -137,30 +158,27 @@ def _fmt_signed(x: float, decimals: int) -> str:
     return "—" if math.isnan(x) else f"{x:+.{decimals}f}"
 
 
-def results_markdown(
+def _decimals_of(rows: list[VariantRow]) -> int:
+    """Decimals that show the smallest seed std of the table with two significant digits."""
+    from lit_ffn.experiments.stats import _decimals
+
+    stds = [r.summary.std for r in rows if not math.isnan(r.summary.std)]
+    return _decimals(min(stds)) if stds else 4
+
+
+def _header(
     study: Study,
     rows: list[VariantRow],
     runs: dict[Pair, RunResult],
     baseline: str,
-    *,
-    title: str | None = None,
-    rung: str = "",
-    preamble: Sequence[str] = (),
-    explain: bool = True,
-    images: str = "",
-) -> str:
-    """The comparison of one set of runs (a plain study; one rung's confirmation runs): the table,
-    the detectable differences, how to read them (``explain``), per-seed tables, commits, images
-    (``curves{images}.png``, ``gates{images}.png``).  ``preamble``: extra bullets after the header."""
-    from lit_ffn.experiments.stats import _decimals, format_mean_std, format_p
-
+    title: str | None,
+    rung: str,
+    preamble: Sequence[str],
+) -> list[str]:
+    """The title, the bullets that say what was compared and how, and the comparison table's head."""
     seeds = study.seeds
-    by_variant_seed = {(r.pair.variant, r.pair.seed): r for r in runs.values()}
     where = f"{study.runs_dir}/{study.experiment}/{rung + '/' if rung else ''}<variant>/seed_<seed>/"
-
     k = len(rows) - 1
-    stds = [r.summary.std for r in rows if not math.isnan(r.summary.std)]
-    d = _decimals(min(stds)) if stds else 4
     steps = sorted({s for r in rows for s in r.final_steps})
     max_steps = (
         ", ".join(
@@ -174,7 +192,7 @@ def results_markdown(
         )
         or "—"
     )
-    lines = [
+    return [
         title or f"# Ablation: {study.experiment}",
         "",
         f"- base config: {', '.join(f'`{c}`' for c in study.configs)}"
@@ -197,6 +215,13 @@ def results_markdown(
         "|---|---:|---|---:|---|---:|---:|---|---:|---:|---|---:|---:|---:|",
     ]
 
+
+def _comparison_rows(rows: list[VariantRow], d: int) -> list[str]:
+    """One line per variant of the main table (Welch, paired, Holm, verdict, sizes, throughput)."""
+    from lit_ffn.experiments.stats import format_mean_std, format_p
+
+    lines: list[str] = []
+
     def ci(t: Any) -> str:
         return "—" if math.isnan(t.ci_low) else f"[{t.ci_low:+.{d}f}, {t.ci_high:+.{d}f}]"
 
@@ -218,7 +243,12 @@ def results_markdown(
             f"| {welch_ci} | {p} | {p_holm} | {paired_ci} | {p_paired} | {p_paired_holm} | {row.verdict} "
             f"| {params} | {ffn_params} | {tps} |"
         )
-    sources = sorted({r.tokens_per_s_source for r in rows if r.tokens_per_s is not None})
+    return lines
+
+
+def _detectable(rows: list[VariantRow], baseline: str, d: int) -> list[str]:
+    """The minimum detectable difference of each comparison (none for a lone baseline)."""
+    lines: list[str] = []
     if len(rows) > 1:
         lines += [
             "",
@@ -234,7 +264,14 @@ def results_markdown(
             mdd_w, mdd_p = detectable_differences(row, rows[0])
             show = lambda x: "—" if math.isnan(x) else f"{x:.{d}f}"  # noqa: E731
             lines.append(f"| {row.variant} | {show(mdd_w)} | {show(mdd_p)} |")
-    explanation = [
+    return lines
+
+
+def _explanation(rows: list[VariantRow], baseline: str) -> list[str]:
+    """How to read the main table."""
+    k = len(rows) - 1
+    sources = sorted({r.tokens_per_s_source for r in rows if r.tokens_per_s is not None})
+    return [
         "",
         "How to read this table:",
         "",
@@ -271,7 +308,13 @@ def results_markdown(
             "(shared or busy machines make it noisy)."
         ),
     ]
-    lines += explanation if explain else []
+
+
+def _per_seed(study: Study, rows: list[VariantRow], runs: dict[Pair, RunResult], baseline: str, d: int) -> list[str]:
+    """Per-seed tables: final losses, the commit of each run, the differences the paired test sees."""
+    seeds = study.seeds
+    by_variant_seed = {(r.pair.variant, r.pair.seed): r for r in runs.values()}
+    lines: list[str] = []
     lines += [
         "",
         "Final validation loss per seed:",
@@ -306,7 +349,12 @@ def results_markdown(
             f"{row.values[s] - base_values[s]:+.{d}f}" if s in row.values and s in base_values else "—" for s in seeds
         ]
         lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
-    lines += outcomes_section(list(study.variants), runs, baseline)
+    return lines
+
+
+def _leftovers(runs: dict[Pair, RunResult]) -> list[str]:
+    """Diverged runs and runs not (yet) in the tables."""
+    lines: list[str] = []
     diverged = [r for r in runs.values() if r.diverged]
     if diverged:
         lines += ["", "Diverged (an outcome, not a failure: the loss became non-finite; not in the t-tests):", ""]
@@ -317,10 +365,46 @@ def results_markdown(
         for r in sorted(problems, key=lambda r: (r.pair.variant, r.pair.seed)):
             why = {"missing": "not started", "incomplete": "started, not finished"}.get(r.status, "no val/loss logged")
             lines.append(f"- {r.pair.describe()}: {why}")
+    return lines
+
+
+def _images(runs: dict[Pair, RunResult], images: str) -> list[str]:
+    lines: list[str] = []
     lines += ["", f"![validation loss, mean ± std over seeds](curves{images}.png)", ""]
     if any(r.has_gates for r in runs.values()):
         lines += [f"![gate statistics per layer at the end of training](gates{images}.png)", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def results_markdown(
+    study: Study,
+    rows: list[VariantRow],
+    runs: dict[Pair, RunResult],
+    baseline: str,
+    *,
+    title: str | None = None,
+    rung: str = "",
+    preamble: Sequence[str] = (),
+    explain: bool = True,
+    images: str = "",
+) -> str:
+    """The comparison of one set of runs (a plain study; one rung's confirmation runs), section by section:
+    header and table, the detectable differences, how to read them (``explain``), per-seed tables, the
+    seed × block and divergence section (:mod:`lit_ffn.experiments.outcomes_report`), runs left out, images
+    (``curves{images}.png``, ``gates{images}.png``).  ``preamble``: extra bullets after the header."""
+    d = _decimals_of(rows)
+    return "\n".join(
+        [
+            *_header(study, rows, runs, baseline, title, rung, preamble),
+            *_comparison_rows(rows, d),
+            *_detectable(rows, baseline, d),
+            *(_explanation(rows, baseline) if explain else []),
+            *_per_seed(study, rows, runs, baseline, d),
+            *outcomes_section(list(study.variants), runs, baseline),
+            *_leftovers(runs),
+            *_images(runs, images),
+        ]
+    )
 
 
 CSV_FIELDS = [

@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -135,6 +136,32 @@ def choose(grid: Mapping[str, Sequence[str]], losses: Mapping[Point, Sequence[fl
     return Choice(best, means[best], means, edge_flags(grid, best))
 
 
+@dataclass(frozen=True)
+class Margin:
+    """How clearly the chosen point won: ``runner_up``'s mean minus the winner's (> 0), and the paired
+    standard error of that difference over the tuning seeds both finished, sd(d_t)/√n with
+    d_t = loss_runner-up,t − loss_winner,t (NaN with fewer than 2 finite pairs)."""
+
+    runner_up: str  # the runner-up point's label
+    margin: float
+    se: float
+
+    def describe(self) -> str:
+        se = "" if math.isnan(self.se) else f" ± {self.se:.3f}"
+        return f"margin {self.margin:.3f}{se} over {self.runner_up}"
+
+
+def margin(choice: Choice, losses: Mapping[Point, Sequence[float]]) -> Margin | None:
+    """The winner's :class:`Margin` over the next-best point (None with a single finite point)."""
+    others = [p for p, m in choice.means.items() if p != choice.point and math.isfinite(m)]
+    if not others:
+        return None
+    runner = min(others, key=lambda p: choice.means[p])
+    diffs = [r - w for r, w in zip(losses[runner], losses[choice.point]) if math.isfinite(r) and math.isfinite(w)]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) >= 2 else math.nan
+    return Margin(point_label(runner), choice.means[runner] - choice.mean_loss, se)
+
+
 def edge_flags(grid: Mapping[str, Sequence[str]], point: Point) -> list[str]:
     """One message per numeric key whose chosen value is the smallest or the largest tried."""
     flags = []
@@ -163,12 +190,14 @@ def profile(grid: Mapping[str, Sequence[str]], choice: Choice, key: str) -> list
 
 __all__ = [
     "Choice",
+    "Margin",
     "Point",
     "as_number",
     "choose",
     "edge_flags",
     "grid_points",
     "log_scale",
+    "margin",
     "mean_loss",
     "parse_tune",
     "point_label",

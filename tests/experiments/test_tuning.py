@@ -261,3 +261,30 @@ def test_tuning_uses_two_seeds_by_default_and_keeps_a_studys_own(tmp_path: Path)
     make_study(tmp_path / "b", [str(base)], ["swiglu"], [0], tune=[f"{LR}=1e-3,1e-2"], tune_seeds=[7]).save()
     again = make_study(tmp_path / "b", [str(base)], ["swiglu"], [0, 1], tune=[f"{LR}=1e-3,1e-2"])
     assert again.tune_seeds == [7] and again.seeds == [0, 1]
+
+
+def test_the_margin_over_the_runner_up_and_its_paired_se_reach_the_verdict() -> None:
+    """Issue 23 part 4: a tuned verdict says what it rests on — the chosen point, its margin over the
+    runner-up with the paired SE over the tuning seeds, and an edge-of-grid flag."""
+    from types import SimpleNamespace
+
+    from lit_ffn.experiments import tuning
+    from lit_ffn.experiments.report import tuning_note
+
+    grid = {"model.lr": ["1e-3", "3e-3", "1e-2"]}
+    lo, mid, hi = tuning.grid_points(grid)
+    losses = {lo: [4.30, 4.40], mid: [4.10, 4.14], hi: [4.20, 4.30]}  # mid wins; runner-up hi by 0.13
+    choice = tuning.choose(grid, losses)
+    won = tuning.margin(choice, losses)
+    assert choice.point == mid and won.runner_up == "model.lr=1e-2"
+    assert won.margin == pytest.approx(0.13) and won.se == pytest.approx(0.03)  # d = (0.10, 0.16): sd 0.0424/√2
+    study = SimpleNamespace(tune=grid, tuning_losses=lambda variant, rung="": losses)
+    assert tuning_note(study, "swiglu") == "; tuned at model.lr=3e-3, margin 0.130 ± 0.030 over model.lr=1e-2"
+    close = {lo: [4.30, 4.40], mid: [4.10, 4.30], hi: [4.25, 4.20]}  # margin 0.025, d = (0.15, -0.10): SE 0.125
+    note = tuning_note(SimpleNamespace(tune=grid, tuning_losses=lambda variant, rung="": close), "swiglu")
+    assert note.endswith("(within 2 SE: the choice is uncertain)")
+    edge = {lo: [4.0, 4.1], mid: [4.2, 4.3], hi: [4.5, 4.6]}
+    assert tuning_note(SimpleNamespace(tune=grid, tuning_losses=lambda v, rung="": edge), "x").endswith(
+        "; ⚠ at the grid's edge"
+    )
+    assert tuning_note(SimpleNamespace(tune={}, tuning_losses=None), "x") == ""
