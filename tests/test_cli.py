@@ -43,7 +43,7 @@ def test_every_ffn_config_composes_with_the_quickstart(capsys: pytest.CaptureFix
     assert config["model"]["ffn"]["class_path"] == expected["class_path"]
     for key, value in expected.get("init_args", {}).items():
         assert config["model"]["ffn"]["init_args"][key] == value
-    assert config["model"]["dim"] == 128  # the base config is kept
+    assert config["model"]["dim"] == 96  # the base config is kept
 
 
 def test_later_ffn_config_resets_gelu_approximation(capsys: pytest.CaptureFixture) -> None:

@@ -71,8 +71,8 @@ def _verdict(welch: Any, p_holm: float, paired: Any, p_paired_holm: float, basel
     )
     if math.isnan(test.p):
         return "no test (needs n ≥ 2 in both, and some spread)"
-    if test.df < MIN_VERDICT_DF:  # e.g. a paired test of 2 seeds: ν = 1
-        return f"too few seeds for a verdict ({name} ν = {test.df:g} < {MIN_VERDICT_DF:g})"
+    if name == "paired" and test.df < MIN_VERDICT_DF:  # a paired test of 2 seeds: ν = 1
+        return f"too few seeds for a verdict (paired ν = {test.df:g} < {MIN_VERDICT_DF:g})"
     direction = "lower" if test.diff < 0 else "higher"
     if test.p >= 0.05:
         return f"no detectable difference ({name})"
@@ -91,7 +91,10 @@ def tuning_note(study: Study, variant: str, rung: str = "") -> str:
     losses = study.tuning_losses(variant, rung)
     if losses is None:
         return ""
-    choice = tuning.choose(study.tune, losses)
+    try:
+        choice = tuning.choose(study.tune, losses)
+    except UserError:  # every tuning run diverged: the tuning table says so, no confirmation ran
+        return "; every tuning run diverged"
     won = tuning.margin(choice, losses)
     note = f"; tuned at {choice.label}" + (f", {won.describe()}" if won else "")
     if won and not math.isnan(won.se) and won.margin < 2 * won.se:

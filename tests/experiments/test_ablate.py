@@ -325,7 +325,13 @@ def test_report_table_holds_the_hand_computed_statistics(tmp_path: Path) -> None
     # p = 1 − (2/π)·atan(10) = 0.0635, t_{.975, 1} = tan(0.475π) = 12.7062 → CI 0.5 ± 0.6353
     assert float(rows["relu"]["paired_t"]) == pytest.approx(10.0, rel=1e-4)  # float32 TensorBoard scalars
     assert float(rows["relu"]["p_paired"]) == pytest.approx(1 - 2 / math.pi * math.atan(10), rel=1e-4)
-    assert table["relu"][6:10] == ["[-0.1353, +1.1353] (2)", "0.0635", "0.0635", "no detectable difference (paired)"]
+    # 2 pairs: ν = 1, no verdict from it (issue 23), whatever its p
+    assert table["relu"][6:10] == [
+        "[-0.1353, +1.1353] (2)",
+        "0.0635",
+        "0.0635",
+        "too few seeds for a verdict (paired ν = 1 < 2)",
+    ]
     # relu vs swiglu: se² = 0.005/2 + 0.02/2, t = 0.5/√0.0125 = 4.472; Holm over k = 2 doubles the smaller p
     p_relu = float(rows["relu"]["p_welch"])
     assert float(rows["relu"]["t"]) == pytest.approx(0.5 / math.sqrt(0.0125), rel=1e-5)
