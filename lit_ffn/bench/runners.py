@@ -158,23 +158,39 @@ def hf_runner(reference: Runner, settings: Settings) -> Runner:
     if hp.tie_embeddings:
         hf.tie_weights()
     hf = _prepare_module(hf, settings)
-    if settings.compile:  # the same per-block compile as lit_ffn's
-        for layer in hf.model.layers:
-            layer.compile(backend=settings.compile_backend)
 
     def loss_fn(tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # targets are already shifted: shift_labels= tells transformers' ForCausalLMLoss not to shift again
         return hf(input_ids=tokens, labels=targets, shift_labels=targets).loss
 
+    return peer_runner(
+        "transformers Qwen3ForCausalLM", "transformers", hf, hf.model.layers, loss_fn, reference, settings
+    )
+
+
+def peer_runner(
+    name: str,
+    impl: str,
+    module: torch.nn.Module,
+    blocks: Any,
+    loss_fn: Any,
+    reference: Runner,
+    settings: Settings,
+) -> Runner:
+    """A peer's :class:`Runner` beside ``reference`` (a lit_ffn SwiGLU runner): its ``blocks`` compiled one by one
+    as lit_ffn's are (``--compile``), ``reference``'s AdamW and FLOPs per token (the same shape)."""
+    if settings.compile:
+        for block in blocks:
+            block.compile(backend=settings.compile_backend)
     return Runner(
-        name="transformers Qwen3ForCausalLM",
-        impl="transformers",
+        name=name,
+        impl=impl,
         ffn="SwiGLU",
-        module=hf,
+        module=module,
         settings=settings,
         loss_fn=loss_fn,
-        optimizer=peer_optimizer(hf, reference),
-        num_params=sum(p.numel() for p in hf.parameters()),
+        optimizer=peer_optimizer(module, reference),
+        num_params=sum(p.numel() for p in module.parameters()),
         flops_per_token=reference.flops_per_token,
     )
 
@@ -238,24 +254,11 @@ def litgpt_runner(reference: Runner, settings: Settings) -> Runner:
     if hp.tie_embeddings:
         gpt.lm_head.weight = gpt.transformer.wte.weight
     gpt = _prepare_module(gpt, settings)
-    if settings.compile:  # the same per-block compile as lit_ffn's
-        for block in gpt.transformer.h:
-            block.compile(backend=settings.compile_backend)
 
     def loss_fn(tokens: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return chunked_cross_entropy(gpt(tokens), targets)  # as litgpt/pretrain.py's training step
 
-    return Runner(
-        name="litgpt GPT (Qwen3 config)",
-        impl="litgpt",
-        ffn="SwiGLU",
-        module=gpt,
-        settings=settings,
-        loss_fn=loss_fn,
-        optimizer=peer_optimizer(gpt, reference),
-        num_params=sum(p.numel() for p in gpt.parameters()),
-        flops_per_token=reference.flops_per_token,
-    )
+    return peer_runner("litgpt GPT (Qwen3 config)", "litgpt", gpt, gpt.transformer.h, loss_fn, reference, settings)
 
 
 def hf_state_dict(decoder: Any, clone: bool = False) -> dict[str, torch.Tensor]:
