@@ -68,7 +68,7 @@ from typing import Any
 import torch
 
 from lit_ffn.bench.measure import MemoryMeter, run_benchmark
-from lit_ffn.bench.profile import PROFILE_STEPS, profile_steps, render_profile
+from lit_ffn.bench.profile import PROFILE_STEPS, loss_free_bounds, profile_steps, render_bounds, render_profile
 from lit_ffn.bench.report import build_report, render_markdown
 from lit_ffn.bench.runners import Runner, hf_runner, lit_runner, litgpt_runner
 from lit_ffn.bench.settings import PRECISIONS, ModelConfigs, settings_from
@@ -193,10 +193,17 @@ def bench(argv: list[str], log: Callable[[str], None] = lambda msg: print(msg, f
     report = build_report(runners, settings, peak, peak_source, MemoryMeter(settings.device).method, argv, load_before)
     if args.profile:
         report["profile"] = profile_runners(runners, settings)
+        report["loss_free_bounds"] = loss_free_bounds(report["results"], report["profile"])
     markdown = render_markdown(report)
     if args.profile:
         markdown += "\nWhere a step's time goes (`--profile`, lit_ffn.bench.profile):\n\n"
         markdown += render_profile([(row["name"], row["shares"]) for row in report["profile"]])
+        if report["loss_free_bounds"]:
+            markdown += (
+                "\nThe most a faster head+loss could give lit_ffn (Amdahl: the peer's median step over lit_ffn's "
+                "median step without its head+loss share; lit_ffn.bench.profile.loss_free_bounds):\n\n"
+            )
+            markdown += render_bounds(report["loss_free_bounds"])
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:

@@ -151,6 +151,46 @@ def profile_steps(runner: Runner, batches: list[tuple[torch.Tensor, torch.Tensor
     return {**{group: t / total for group, t in times.items()}, "total_cpu_ms": total / 1e3 / len(batches)}
 
 
+def loss_free_bounds(results: list[dict[str, Any]], profile_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How fast lit_ffn could be against each peer if its head+loss took no time at all (Amdahl's law).
+
+    For a lit_ffn SwiGLU row with median step time t and profiled head+loss share s, and a peer with
+    median step time t_p, the bound is ``t_p / (t · (1 − s))``: no implementation of the LM head and the
+    loss can make lit_ffn faster than that against this peer while the rest of the step (FFN, attention,
+    norms, optimizer: the same ATen kernels in all three libraries) stays as it is. ``results`` and
+    ``profile_rows`` are the report's ``results`` and ``profile`` lists."""
+    shares = {row["name"]: row["shares"] for row in profile_rows}
+    ran = [res for res in results if "error" not in res and res["name"] in shares]
+    peers = [res for res in ran if res["impl"] != "lit_ffn"]
+    bounds = []
+    for res in ran:
+        if res["impl"] != "lit_ffn" or res["ffn"] != "SwiGLU":
+            continue
+        rest = res["step_time_s"]["median"] * (1.0 - shares[res["name"]]["head+loss"])
+        for peer in peers:
+            bounds.append(
+                {
+                    "lit_ffn": res["name"],
+                    "peer": peer["name"],
+                    "head_loss_share": shares[res["name"]]["head+loss"],
+                    "step_time_without_head_loss_s": rest,
+                    "tokens_per_s_ratio_bound": peer["step_time_s"]["median"] / rest,
+                }
+            )
+    return bounds
+
+
+def render_bounds(bounds: list[dict[str, Any]]) -> str:
+    """One line per (lit_ffn, peer) pair of :func:`loss_free_bounds`."""
+    lines = [
+        f"- {b['lit_ffn']} / {b['peer']}: at most **{b['tokens_per_s_ratio_bound']:.2f}×** if lit_ffn's head+loss "
+        f"({100 * b['head_loss_share']:.1f}% of its step) took no time ({1e3 * b['step_time_without_head_loss_s']:.1f} "
+        "ms per step left)"
+        for b in bounds
+    ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def render_profile(rows: list[tuple[str, dict[str, float]]]) -> str:
     """A Markdown table: one row per model, one column per group (share of the step's CPU time)."""
     lines = [
@@ -163,4 +203,13 @@ def render_profile(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["GROUPS", "PROFILE_STEPS", "group_times", "module_group", "profile_steps", "render_profile"]
+__all__ = [
+    "GROUPS",
+    "PROFILE_STEPS",
+    "group_times",
+    "loss_free_bounds",
+    "module_group",
+    "profile_steps",
+    "render_bounds",
+    "render_profile",
+]

@@ -10,7 +10,7 @@ import yaml
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from lit_ffn.bench.profile import GROUPS, _annotated, group_times, module_group
+from lit_ffn.bench.profile import GROUPS, _annotated, group_times, loss_free_bounds, module_group, render_bounds
 from tests.bench.test_bench import TINY
 
 
@@ -35,6 +35,11 @@ def test_bench_profile_shares_sum_to_one(swiglu_config: Path) -> None:
         for group in ("FFN", "attention", "head+loss", "norms+rope", "optimizer"):
             assert shares[group] > 0, (row["name"], group)
         assert shares["total_cpu_ms"] > 0
+    (bound,) = report["loss_free_bounds"]  # one lit_ffn SwiGLU row, one peer
+    lit, hf = report["results"]
+    rest = lit["step_time_s"]["median"] * (1 - rows[0]["shares"]["head+loss"])
+    assert bound["tokens_per_s_ratio_bound"] == pytest.approx(hf["step_time_s"]["median"] / rest)
+    assert bound["tokens_per_s_ratio_bound"] > report["ratios"][0]["tokens_per_s_ratio"]  # a bound, above the ratio
 
 
 def test_module_groups_of_the_three_libraries() -> None:
@@ -64,3 +69,32 @@ def test_backward_goes_to_the_forward_group() -> None:
     times = group_times(list(prof.events()))
     assert times["FFN"] / sum(times.values()) > 0.6
     assert times["optimizer"] == 0 and times["attention"] == 0
+
+
+def _row(name: str, impl: str, median: float, ffn: str = "SwiGLU") -> dict:
+    return {"name": name, "impl": impl, "ffn": ffn, "step_time_s": {"median": median}}
+
+
+def test_loss_free_bound_is_amdahls_law() -> None:
+    """A lit_ffn step of 100 ms of which 40% is head+loss leaves 60 ms: a 120 ms peer bounds the ratio at 2×.
+    Only lit_ffn SwiGLU rows are bounded, against every peer that ran and was profiled."""
+    results = [
+        _row("lit_ffn SwiGLU", "lit_ffn", 0.100),
+        _row("lit_ffn GEGLU", "lit_ffn", 0.100, ffn="GEGLU"),
+        _row("transformers", "transformers", 0.120),
+        _row("litgpt", "litgpt", 0.090),
+        {"name": "broken peer", "impl": "litgpt", "ffn": "SwiGLU", "error": "out of memory"},
+    ]
+    shares = {"head+loss": 0.4}
+    profile_rows = [{"name": row["name"], "shares": shares} for row in results if "error" not in row]
+    bounds = loss_free_bounds(results, profile_rows)
+    assert [(b["lit_ffn"], b["peer"]) for b in bounds] == [
+        ("lit_ffn SwiGLU", "transformers"),
+        ("lit_ffn SwiGLU", "litgpt"),
+    ]
+    assert bounds[0]["tokens_per_s_ratio_bound"] == pytest.approx(2.0)
+    assert bounds[1]["tokens_per_s_ratio_bound"] == pytest.approx(1.5)
+    assert bounds[0]["step_time_without_head_loss_s"] == pytest.approx(0.060)
+    text = render_bounds(bounds)
+    assert "at most **2.00×**" in text and "40.0% of its step" in text and "60.0 ms" in text
+    assert render_bounds([]) == ""
