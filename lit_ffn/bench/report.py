@@ -30,7 +30,8 @@ def device_description(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"{name}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch threads"
+    threads = torch.get_num_threads()
+    return f"{name}, {os.cpu_count()} logical CPUs, {threads} torch thread{'' if threads == 1 else 's'}"
 
 
 def build_report(

@@ -8,8 +8,8 @@ validation loss over the tuning seeds; a diverged run counts as +inf; ties go to
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import sys
 from pathlib import Path
 
