@@ -128,7 +128,9 @@ def build_report(
 
 
 def _gib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 2**30:.2f} GiB"
+    # CPU peak memory is a difference of resident sets: pages freed by an earlier model and reused can make it
+    # slightly negative; shown as the method's floor, 0.00 (the JSON keeps the measured value)
+    return "n/a" if n is None else f"{max(n, 0) / 2**30:.2f} GiB"
 
 
 def render_markdown(report: dict[str, Any]) -> str:

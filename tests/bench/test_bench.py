@@ -280,3 +280,13 @@ def test_fit_with_bf16_mixed_gradient_clipping_and_fused_adamw(tiny_dataset: Pat
     )
     assert main(args) == 0
     assert (tmp_path / "runs" / "tiny").exists()
+
+
+def test_cpu_peak_memory_below_the_floor_is_shown_as_zero() -> None:
+    """A resident-set difference a little below zero (pages reused from an earlier model) prints as the floor,
+    never as '-0.00 GiB'."""
+    from lit_ffn.bench.report import _gib
+
+    assert _gib(-4096) == "0.00 GiB"
+    assert _gib(3 * 2**29) == "1.50 GiB"
+    assert _gib(None) == "n/a"
