@@ -59,11 +59,6 @@ class RotaryFunction(torch.autograd.Function):
         return grad * cos + (grad * signed_sin).roll(-(grad.shape[-1] // 2), -1), None, None
 
 
-def rotary_plain(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
-
-
 def attention_fast(self: M.Attention, x, cos, sin, kv=None, *, qkv: bool = False, ropefn: bool = False):
     B, T, _ = x.shape
     H, K, E = self.n_heads, self.n_kv_heads, self.head_dim
@@ -79,7 +74,7 @@ def attention_fast(self: M.Attention, x, cos, sin, kv=None, *, qkv: bool = False
         signed = torch.cat((-s[..., :half], s[..., half:]), -1)
         q, k = RotaryFunction.apply(q, c, signed), RotaryFunction.apply(k, c, signed)
     else:
-        q, k = rotary_plain(q, c, s), rotary_plain(k, c, s)
+        q, k = M.apply_rotary(q, c, s), M.apply_rotary(k, c, s)
     y = self._sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
     return self.o_proj(y.transpose(1, 2).reshape(B, T, H * E))
 

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from lit_ffn.bench.report import peer_pairs
 from lit_ffn.bench.runners import Runner
 
 PROFILE_STEPS = 3
@@ -159,24 +160,21 @@ def loss_free_bounds(results: list[dict[str, Any]], profile_rows: list[dict[str,
     loss can make lit_ffn faster than that against this peer while the rest of the step (FFN, attention,
     norms, optimizer: the same ATen kernels in all three libraries) stays as it is. ``results`` and
     ``profile_rows`` are the report's ``results`` and ``profile`` lists."""
-    shares = {row["name"]: row["shares"] for row in profile_rows}
-    ran = [res for res in results if "error" not in res and res["name"] in shares]
-    peers = [res for res in ran if res["impl"] != "lit_ffn"]
+    shares = {row["name"]: row["shares"]["head+loss"] for row in profile_rows}
     bounds = []
-    for res in ran:
-        if res["impl"] != "lit_ffn" or res["ffn"] != "SwiGLU":
+    for res, peer in peer_pairs(results):
+        if res["name"] not in shares or peer["name"] not in shares:
             continue
-        rest = res["step_time_s"]["median"] * (1.0 - shares[res["name"]]["head+loss"])
-        for peer in peers:
-            bounds.append(
-                {
-                    "lit_ffn": res["name"],
-                    "peer": peer["name"],
-                    "head_loss_share": shares[res["name"]]["head+loss"],
-                    "step_time_without_head_loss_s": rest,
-                    "tokens_per_s_ratio_bound": peer["step_time_s"]["median"] / rest,
-                }
-            )
+        rest = res["step_time_s"]["median"] * (1.0 - shares[res["name"]])
+        bounds.append(
+            {
+                "lit_ffn": res["name"],
+                "peer": peer["name"],
+                "head_loss_share": shares[res["name"]],
+                "step_time_without_head_loss_s": rest,
+                "tokens_per_s_ratio_bound": peer["step_time_s"]["median"] / rest,
+            }
+        )
     return bounds
 
 

@@ -90,19 +90,15 @@ def build_report(
                 "last_loss": r.losses[-1] if r.losses else None,
             }
         )
-    ratios = []  # every lit_ffn SwiGLU row against every peer (transformers, litgpt) that ran
-    peers = [res for res in results if res["impl"] != "lit_ffn" and "error" not in res]
-    for peer in peers:
-        for res in results:
-            if res["impl"] == "lit_ffn" and res["ffn"] == "SwiGLU" and "error" not in res:
-                ratios.append(
-                    {
-                        "lit_ffn": res["name"],
-                        "peer": peer["name"],
-                        "peer_impl": peer["impl"],
-                        "tokens_per_s_ratio": res["tokens_per_s"] / peer["tokens_per_s"],
-                    }
-                )
+    ratios = [
+        {
+            "lit_ffn": res["name"],
+            "peer": peer["name"],
+            "peer_impl": peer["impl"],
+            "tokens_per_s_ratio": res["tokens_per_s"] / peer["tokens_per_s"],
+        }
+        for res, peer in peer_pairs(results)
+    ]
     return {
         "command": "lit_ffn bench " + shlex.join(argv),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -125,6 +121,13 @@ def build_report(
         "results": results,
         "ratios": ratios,
     }
+
+
+def peer_pairs(results: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(lit_ffn SwiGLU row, peer row) for every peer (transformers, litgpt) that ran: the pairs a report compares."""
+    ran = [res for res in results if "error" not in res]
+    swiglu = [res for res in ran if res["impl"] == "lit_ffn" and res["ffn"] == "SwiGLU"]
+    return [(res, peer) for peer in ran if peer["impl"] != "lit_ffn" for res in swiglu]
 
 
 def _gib(n: int | None) -> str:
@@ -186,4 +189,4 @@ def _compile_text(report: dict[str, Any]) -> str:
     return "on" if backend in (None, "inductor") else f"on ({backend} backend)"
 
 
-__all__ = ["build_report", "device_description", "render_markdown"]
+__all__ = ["build_report", "device_description", "peer_pairs", "render_markdown"]
