@@ -90,6 +90,20 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Path)
     return out
 
 
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Path) -> Path:
+    """~5,700 training tokens in 1,024-token chunks: an epoch of 11 batches of 8 × 64 tokens (5 of 8 × 128).
+
+    Small enough that a run crosses several epochs in a few steps (resume across epoch boundaries).
+    """
+    from lit_ffn.data.prepare import prepare_dataset
+
+    root = tmp_path_factory.mktemp("small")
+    parquet = write_fineweb_parquet(root / "docs.parquet", tiny_corpus(10))
+    prepare_dataset(str(parquet), root / "ds", tokenizer=str(tiny_tokenizer), val_fraction=0.2, chunk_bytes=4096)
+    return root / "ds"
+
+
 def tiny_fit_args(data_dir: Path, root: Path, *extra: str, steps: int = 4) -> list[str]:
     """``lit_ffn fit`` arguments for a seconds-long run on :func:`tiny_dataset`."""
     return [

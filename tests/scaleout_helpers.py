@@ -18,8 +18,9 @@ also injects two faults a real cluster produces:
   step writes its files, then truncates every one of them to half its size
   (a save cut short), touches ``$LITFFN_TEST_MARKER`` and blocks until the
   test SIGKILLs every process of the run — like a node dying mid-write;
-* ``LITFFN_TEST_NAN_AT=<rank>:<batch_idx>``: the training loss of that rank
-  and batch is NaN.
+* ``LITFFN_TEST_NAN_AT=<rank>:<step>``: the training loss of that rank at that
+  global step is NaN (the step, not the batch index: the runs cross epochs, where
+  batch indices start again).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class StepRecorder(L.Callback):
                 self.signalled = True  # once, at the first micro-batch of that optimizer step
                 os.kill(os.getpid(), getattr(signal, name))
         nan_at = os.environ.get("LITFFN_TEST_NAN_AT")
-        if nan_at and nan_at == f"{trainer.global_rank}:{batch_idx}":
+        if nan_at and nan_at == f"{trainer.global_rank}:{trainer.global_step}":
             # NaN from the final norm onwards: this rank's loss for this batch only
             self.nan_hook = pl_module.model.norm.register_forward_hook(lambda mod, inp, out: out * float("nan"))
 
@@ -154,11 +155,19 @@ STRATEGY_ARGS = {  # the shipped configs, moved to CPU / fp32 / 2 processes (glo
 }
 NPROCS = 2
 LAUNCHERS = {"fsdp2": "torchrun", "ddp": "srun-like"}  # both ways of starting ranks get exercised
-STEPS = 6  # optimizer steps of every run
-KILL_STEP = 4  # the save at this step is cut short and the processes SIGKILLed
-NAN_AT = "1:1"  # rank 1's loss on batch 1 is NaN (skipped: model.nonfinite=skip)
-#: a preemption that reaches one rank only, during optimizer step 3: the ranks must agree to stop after it
-SIGNALS = {"fsdp2": "1:3:SIGTERM", "ddp": "0:3:SIGINT"}
+#: the runs' data (conftest's small_dataset at seq_len 127, 4 blocks per rank and step): an epoch is
+#: EPOCH optimizer steps, so every run crosses two epoch boundaries and each resume point below lies
+#: inside the second epoch; checkpoints every 3 steps never fall on an epoch's end (a save there would
+#: hide a resume that replays the wrong epoch: tests/training/test_resume_across_epochs.py)
+EPOCH = 5
+STEPS = 12  # optimizer steps of every run
+CHECKPOINT_EVERY = 3
+KILL_STEP = 9  # the save at this step is cut short and the processes SIGKILLed
+NAN_AT = "1:1"  # rank 1's loss at step 1 is NaN (skipped: model.nonfinite=skip)
+#: a preemption that reaches one rank only, during optimizer step 6: the ranks must agree to stop after it
+SIGNALS = {"fsdp2": "1:6:SIGTERM", "ddp": "0:6:SIGINT"}
+#: loader workers per strategy: both settings cross epochs with 2 processes
+NUM_WORKERS = {"fsdp2": 0, "ddp": 2}
 LAUNCH_TIMEOUT = 600
 
 
@@ -317,7 +326,9 @@ def tiny_scaleout_args(data_dir: Path, root: Path, strategy: str, records: Path)
         root,
         *STRATEGY_ARGS[strategy],
         "--trainer.gradient_clip_val=0.5",
-        "--checkpoint.every_n_train_steps=2",
+        f"--checkpoint.every_n_train_steps={CHECKPOINT_EVERY}",
+        "--data.seq_len=127",
+        f"--data.num_workers={NUM_WORKERS[strategy]}",
         "--model.nonfinite=skip",
         "--trainer.callbacks+=tests.scaleout_helpers.StepRecorder",
         f"--trainer.callbacks.out_dir={records}",
@@ -396,7 +407,7 @@ _BASE: list[Path] = []
 
 
 @pytest.fixture(scope="session")
-def scaleout_runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Runs]:
+def scaleout_runs(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Runs]:
     """``scaleout_runs("fsdp2" | "ddp")``: the two 2-process CPU runs of that strategy, made once per session."""
 
     def get(strategy: str) -> Runs:
@@ -406,7 +417,7 @@ def scaleout_runs(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) 
             if not _BASE:
                 _BASE.append(tmp_path_factory.mktemp("scaleout"))
             try:
-                _RUNS[strategy] = make_runs(strategy, tiny_dataset, _BASE[0])
+                _RUNS[strategy] = make_runs(strategy, small_dataset, _BASE[0])
             except BaseException:
                 _FAILED[strategy] = os.environ.get("PYTEST_CURRENT_TEST", "an earlier test").split(" ")[0]
                 raise

@@ -144,6 +144,31 @@ class ResumableLoader(StreamingDataLoader):
         self.check_resumable(obj.get("dataset") or {})
         super().load_state_dict(obj)
 
+    def __iter__(self) -> Iterator[Any]:
+        """One epoch of batches; after a resume, the next epoch really is the next one.
+
+        Why this is here (litdata 0.2.76 with Lightning 2.6): ``load_state_dict`` sets litdata's
+        ``restore`` flag, and litdata clears it only when an iterator runs to ``StopIteration``
+        (deliberately, see the comment at the end of ``StreamingDataLoader.__iter__``).  Lightning
+        never exhausts a sized loader: it ends the epoch after ``len(loader)`` batches and drops the
+        iterator.  So the epoch *after* a resumed one started with ``restore`` still set and replayed
+        the checkpoint's position (the rest of the resumed epoch, again) instead of reshuffling: every
+        run resumed mid-epoch left the uninterrupted run's batches at the next epoch boundary (measured:
+        the quickstart resumed at step 200 trained on other batches from step 217, its first step of
+        epoch 3).  It went unnoticed where a checkpoint was saved at an epoch end in the resumed run
+        (that save rewrites the restored state to "whole epoch yielded", which replays as nothing).
+
+        The fix: when ``restore`` is still set but the restored epoch has been delivered in full
+        (``_num_samples_yielded_streaming`` — litdata's own count, restored from the checkpoint and
+        advanced per batch — has reached ``len(self) × batch_size``), clear it, so litdata takes its
+        normal new-epoch path (reset the dataset state, ``current_epoch + 1``, reshuffle) exactly as
+        in the uninterrupted run.  A resumed iterator dropped before it finished its epoch keeps
+        ``restore`` as litdata intends.
+        """
+        if self.restore and self.batch_size and self._num_samples_yielded_streaming >= len(self) * self.batch_size:
+            self.restore = False
+        yield from super().__iter__()
+
     def check_resumable(self, saved: dict[str, Any]) -> None:
         """Raise :class:`UserError` when ``saved`` (the checkpoint's dataset state) does not fit this loader."""
         dataset: StreamingDataset = self.dataset

@@ -39,15 +39,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Path) -> P
     return root / "ds"
 
 
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer: Path) -> Path:
-    """~5,700 training tokens in 1,024-token chunks: an epoch of 11 batches of 8 × 64 tokens."""
-    root = tmp_path_factory.mktemp("small")
-    parquet = write_fineweb_parquet(root / "docs.parquet", tiny_corpus(10))
-    prepare_dataset(str(parquet), root / "ds", tokenizer=str(tiny_tokenizer), val_fraction=0.2, chunk_bytes=4096)
-    return root / "ds"
-
-
 def digest(block: torch.Tensor) -> str:
     return hashlib.blake2b(block.numpy().tobytes(), digest_size=8).hexdigest()
 

@@ -33,7 +33,7 @@ from tests.conftest import TINY_VOCAB, tiny_fit_args
 from tests.scaleout_helpers import NAN_AT, STEPS, read_records, scaleout_runs  # noqa: F401 - fixture
 
 CLIP = 0.5  # trainer.gradient_clip_val of the scaleout runs
-NAN_BATCH = int(NAN_AT.split(":")[1])  # the skipped step of the scaleout runs (NaN loss on one rank)
+NAN_STEP = int(NAN_AT.split(":")[1])  # the skipped step of the scaleout runs (NaN loss on one rank)
 
 
 def tiny_decoder() -> Decoder:
@@ -191,7 +191,7 @@ def test_fsdp2_and_ddp_train_the_same_model(scaleout_runs) -> None:  # noqa: F81
         assert [r["batch"] for r in a] == [r["batch"] for r in b]
         assert a[0]["loss"] == b[0]["loss"]  # same init, same data: the first loss is bit-identical
         for ra, rb in zip(a, b):
-            if ra["batch_idx"] != NAN_BATCH:  # later steps differ only by reduction order
+            if ra["step"] != NAN_STEP:  # later steps differ only by reduction order
                 assert float.fromhex(ra["loss"]) == pytest.approx(float.fromhex(rb["loss"]), rel=1e-5)
                 assert ra["pre_clip_norm"] == pytest.approx(rb["pre_clip_norm"], rel=1e-4)
 
@@ -199,7 +199,7 @@ def test_fsdp2_and_ddp_train_the_same_model(scaleout_runs) -> None:  # noqa: F81
 @pytest.mark.scaleout
 @pytest.mark.parametrize("strategy", ["fsdp2", "ddp"])
 def test_gradient_clipping_by_norm(scaleout_runs, strategy: str) -> None:  # noqa: F811
-    records = [r for r in read_records(scaleout_runs(strategy).reference_records, 0) if r["batch_idx"] != NAN_BATCH]
+    records = [r for r in read_records(scaleout_runs(strategy).reference_records, 0) if r["step"] != NAN_STEP]
     assert len(records) == STEPS - 1
     for r in records:
         assert r["pre_clip_norm"] > CLIP  # every step needed clipping (lr 1e-2, tiny model)…

@@ -6,7 +6,8 @@ For each strategy two runs of the same config are made (``tests.scaleout_helpers
 * the interrupted run: its checkpoint save at ``KILL_STEP`` is cut short (every
   file truncated) and every process SIGKILLed; then
   ``lit_ffn fit --config RUN/config.yaml --ckpt_path last`` resumes it from the
-  previous good checkpoint (step 2) to the end.
+  previous good checkpoint (step 6, inside the second epoch) to the end, across
+  the next epoch boundary.
 
 Both runs carry a NaN loss on rank 1, batch 1, skipped by ``model.nonfinite=skip``
 (the skip count must survive the resume too) and clip gradients by norm.
@@ -18,11 +19,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.scaleout_helpers import KILL_STEP, SIGNALS, STEPS, read_records, scaleout_runs  # noqa: F401 - fixture
+from tests.scaleout_helpers import (  # noqa: F401 - fixture
+    CHECKPOINT_EVERY,
+    EPOCH,
+    KILL_STEP,
+    SIGNALS,
+    STEPS,
+    read_records,
+    scaleout_runs,
+)
 
 pytestmark = pytest.mark.scaleout
 STRATEGIES = ["fsdp2", "ddp"]
-GOOD_STEP = 2  # the last complete checkpoint before the killed save (every_n_train_steps=2)
+GOOD_STEP = KILL_STEP - CHECKPOINT_EVERY  # the last complete checkpoint before the killed save
 
 
 def stitched(records: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -40,6 +49,9 @@ def test_resume_reproduces_the_uninterrupted_run(scaleout_runs, strategy: str) -
         reference = read_records(runs.reference_records, rank)
         before, after = stitched(read_records(runs.interrupted_records, rank))
         assert [r["step"] for r in reference] == list(range(STEPS))
+        # the runs cross epochs (batch indices start again), and the resume point lies inside one
+        assert [r["batch_idx"] for r in reference] == [s % EPOCH for s in range(STEPS)]
+        assert EPOCH < GOOD_STEP < 2 * EPOCH < STEPS
         assert after[0]["step"] == GOOD_STEP  # resumed from the last good checkpoint, not the killed save
         assert [r["step"] for r in before][-1] == KILL_STEP - 1
         combined = [r for r in before if r["step"] < GOOD_STEP] + after
