@@ -145,7 +145,11 @@ class SourceBundle:
         path, source = self._module_source(module_name)
         found = _top_level_binding(ast.parse(source, path), name)
         if found is None:
-            if importlib.util.find_spec(f"{module_name}.{name}") is not None:
+            try:
+                submodule = importlib.util.find_spec(f"{module_name}.{name}") is not None
+            except ImportError:  # module_name is not a package
+                submodule = False
+            if submodule:
                 raise UserError(
                     f"cannot export FFN {self.subject}: it imports the module {module_name}.{name} as a name; "
                     f"import what it needs from it instead (from {module_name}.{name} import …)"
@@ -183,15 +187,19 @@ class SourceBundle:
                     edits.append((node, replacement))
         for node, replacement in sorted(edits, key=lambda edit: edit[0].lineno, reverse=True):
             start, end = node.lineno - 1, (node.end_lineno or node.lineno) - 1
-            indent = lines[start][: node.col_offset]
-            rest = lines[end][node.end_col_offset :]
+            # ast's column offsets count UTF-8 bytes
+            indent = lines[start].encode()[: node.col_offset].decode()
+            rest = lines[end].encode()[node.end_col_offset or 0 :].decode()
             if indent.strip() or (rest.strip() not in ("", ";") and not rest.lstrip().startswith("#")):
                 raise UserError(
                     f"cannot export FFN {self.subject}: {path}:{node.lineno} has an import sharing its line with "
                     "other code; put the import on a line of its own"
                 )
             lines[start : end + 1] = [indent + line + "\n" for line in replacement]
-        header = f"# Copied by `lit_ffn export` from {module_name} ({Path(path).name}); imports of it made relative.\n"
+        header = (
+            f"# Copied by `lit_ffn export` from {module_name} ({Path(path).name}); "
+            "its imports of lit_ffn and of its own package made relative.\n"
+        )
         self.files[stem] = header + "".join(lines)
         return stem
 

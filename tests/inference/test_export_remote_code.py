@@ -29,7 +29,7 @@ from lit_ffn.inference.loading import LoadedModel, load_model  # noqa: E402
 from lit_ffn.inference.remote_code import SourceBundle  # noqa: E402
 from lit_ffn.model import Decoder  # noqa: E402
 from tests.conftest import HF_MODULES_CACHE  # noqa: E402
-from tests.inference.conftest import TINY_MODEL, model_section, write_run  # noqa: E402
+from tests.inference.conftest import TINY_MODEL, model_section, one_line_error, write_run  # noqa: E402
 
 #: the built-ins a stock Qwen3MLP computes (through hidden_act); every other one needs remote code
 STOCK = {"swiglu", "geglu", "geglu_tanh", "reglu", "glu", "bilinear"}
@@ -303,6 +303,24 @@ def test_ffns_that_depend_on_unshippable_code_are_refused(tmp_path: Path, monkey
         from lit_ffn.ffn.registry import factory
 
         SourceBundle.for_object(factory)
+
+
+def test_the_cli_refuses_a_user_class_with_an_unshippable_import_in_one_line(
+    tmp_path: Path, tiny_dataset: Path, capsys, monkeypatch
+) -> None:
+    (tmp_path / "yaml_identity.py").write_text(
+        "import yaml  # noqa: F401\nfrom torch import nn\n\n\nclass Identity(nn.Identity):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    run = tmp_path / "run"
+    write_run(run, model_section({"class_path": "yaml_identity.Identity"}), tiny_dataset)
+    out = tmp_path / "exports" / "model"
+    line = one_line_error(capsys, ["export", "--ckpt", str(run), "--out", str(out)], "export")
+    assert line.endswith(
+        "cannot export FFN yaml_identity.Identity: yaml_identity imports yaml (the remote code of an export may "
+        "import only torch, transformers and the standard library)"
+    )
+    assert not out.parent.exists()  # nothing written
 
 
 def test_a_bundle_holds_the_defining_modules_with_relative_imports() -> None:
