@@ -7,14 +7,24 @@ that a `fit` takes seconds on 2 CPU cores; the dataset goes through the same
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning.pytorch  # noqa: F401 - import now: Lightning binds its log handler to the sys.stderr of
-import pyarrow as pa  # import time, which must not be a test's short-lived capsys stream
-import pyarrow.parquet as pq
-import pytest
+# Remote code that transformers loads (trust_remote_code, tests/inference/test_export_remote_code.py) is
+# copied into HF_MODULES_CACHE, read once when transformers is imported — which `import lightning.pytorch`
+# below already does — so it is pointed at a temporary directory first, never at ~/.cache/huggingface.
+HF_MODULES_CACHE = tempfile.mkdtemp(prefix="lit_ffn-tests-hf-modules-")
+os.environ["HF_MODULES_CACHE"] = HF_MODULES_CACHE
+atexit.register(shutil.rmtree, HF_MODULES_CACHE, True)
+
+import lightning.pytorch  # noqa: E402, F401 - import now: Lightning binds its log handler to the sys.stderr of
+import pyarrow as pa  # noqa: E402 - import time, which must not be a test's short-lived capsys stream
+import pyarrow.parquet as pq  # noqa: E402
+import pytest  # noqa: E402
 
 TINY_VOCAB = 384
 

@@ -239,13 +239,14 @@ def export_main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="lit_ffn export",
-        description="Write a lit_ffn checkpoint as a Hugging Face model directory (stock Qwen3ForCausalLM).",
+        description="Write a lit_ffn checkpoint as a Hugging Face model directory: stock Qwen3ForCausalLM where "
+        "its FFN allows (SwiGLU, GEGLU, ReGLU, GLU, Bilinear), else Qwen3 with the FFN shipped as remote code.",
     )
     parser.add_argument("--ckpt", required=True, help=CKPT_HELP)
     parser.add_argument(
         "--out", required=True, help="the directory to write (refused if it exists, unless --overwrite)"
     )
-    parser.add_argument("--format", default="hf", choices=FORMATS, help="hf: transformers' Qwen3ForCausalLM (default)")
+    parser.add_argument("--format", default="hf", choices=FORMATS, help="hf: a transformers model directory (default)")
     parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES), help="weight dtype (default float32)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (atomically)")
     parser.add_argument("--no-verify", action="store_true", help="skip reloading the export with transformers")
@@ -267,10 +268,16 @@ def export_main(argv: list[str] | None = None) -> int:
             if verified.get("checked")
             else f"not verified: {verified.get('reason', '--no-verify')}"
         )
+        if "hidden_act" in record:
+            kind, trust = f"{record['architecture']}, hidden_act={record['hidden_act']}", ""
+        else:
+            kind = f"{record['architecture']} with remote code for {record['remote_code']['ffn']}"
+            trust = ", trust_remote_code=True"
         print(
-            f"lit_ffn export: wrote {out} (Qwen3ForCausalLM, hidden_act={record['hidden_act']}, "
-            f"{loaded.decoder.num_parameters():,} parameters, {args.dtype}; {check})\n"
-            f"  load it: AutoModelForCausalLM.from_pretrained({str(out)!r}); AutoTokenizer.from_pretrained({str(out)!r})"
+            f"lit_ffn export: wrote {out} ({kind}, {loaded.decoder.num_parameters():,} parameters, {args.dtype}; "
+            f"{check})\n"
+            f"  load it: AutoModelForCausalLM.from_pretrained({str(out)!r}{trust}); "
+            f"AutoTokenizer.from_pretrained({str(out)!r})"
         )
 
     return run_tool("lit_ffn export", body)

@@ -1,8 +1,10 @@
-"""``lit_ffn export --format hf``: a checkpoint → a directory stock ``transformers`` loads (no custom code).
+"""``lit_ffn export --format hf``: a checkpoint → a directory ``transformers`` loads.
 
-The decoder *is* Qwen3 (``tests/test_model_parity.py``); only the FFN can differ.  transformers'
-``Qwen3MLP`` computes ``down(act(gate(x)) ⊙ up(x))`` with ``act = ACT2FN[config.hidden_act]``, so an
-FFN of exactly that form maps onto stock ``Qwen3ForCausalLM`` through ``hidden_act``:
+The decoder *is* Qwen3 (``tests/test_model_parity.py``); only the FFN can differ.  Two kinds of export:
+
+**Stock** (no custom code).  transformers' ``Qwen3MLP`` computes ``down(act(gate(x)) ⊙ up(x))`` with
+``act = ACT2FN[config.hidden_act]``, so an FFN of exactly that form maps onto stock
+``Qwen3ForCausalLM`` through ``hidden_act``:
 
 =========================  ======================  ===========================
 lit_ffn FFN                act                     ``hidden_act``
@@ -19,29 +21,33 @@ Bilinear                   z                       ``linear``
 layer the same class and width (``intermediate_size``).  The class must be exactly the built-in one:
 a subclass may change ``forward``.
 
-Everything else — 2-matrix FFNs (``down(act(up(x)))``: Qwen3MLP always has a gate), DynamicGEGLU
-(a token-wise gate scale α from a LayerNorm), IsoGMLP (a LayerNorm inside the FFN), any user class,
-biases — is refused with one line naming what can be exported.  Decision: no ``trust_remote_code``
-export.  A modeling file would be a second implementation of each FFN to keep equal to the first, a
-user's class would have to be copied out of their code base, and remote code is what vLLM, TGI and
-most of the ecosystem's tools refuse or handle worst; ``lit_ffn generate`` and ``lit_ffn evaluate`` run
-every FFN without an export.
+**Remote code** for every other FFN — 2-matrix FFNs (``down(act(up(x)))``: Qwen3MLP always has a
+gate), DynamicGEGLU (a token-wise gate scale α from a LayerNorm), IsoGMLP (a LayerNorm inside the
+FFN), FFNs with biases, subclasses and a user's own class: ``config.json`` gets
+``model_type = "lit_ffn_qwen3"`` and an ``auto_map``, and the directory holds
+``configuration_lit_ffn.py``, ``modeling_lit_ffn.py`` and the FFN's own module source with what it
+imports (:mod:`lit_ffn.inference.remote_code`, which also says what cannot be shipped); load with
+``trust_remote_code=True``.  Weight names are Qwen3's, the FFN's parameters under
+``model.layers.<i>.mlp.<its own names>``.
 
 Written (``OUT/``): ``config.json`` (Qwen3Config: shape, ``rope_theta`` and ``rope_parameters``, eps,
 tied embeddings, ``max_position_embeddings`` = the run's training ``data.seq_len``),
 ``model.safetensors`` (Hugging Face names; a tied head is stored once, as transformers does),
 ``generation_config.json`` (EOS), ``tokenizer.json`` + ``tokenizer_config.json``
-(:mod:`lit_ffn.inference.hf_tokenizer`), and ``lit_ffn_export.json`` (source checkpoint, step, FFN,
-versions, and the verification below).
+(:mod:`lit_ffn.inference.hf_tokenizer`), the remote-code files when needed, and ``lit_ffn_export.json``
+(source checkpoint, step, FFN, versions, and the verification below).
 
 Verification (default, needs transformers): the export is loaded back with
-``AutoModelForCausalLM.from_pretrained`` and its fp32 logits on a probe sequence must equal lit_ffn's
-(with the weights rounded to the export's dtype) within ``1e-4`` max abs diff — else nothing is published.
+``AutoModelForCausalLM.from_pretrained`` (``trust_remote_code=True`` for a remote-code export) and its
+fp32 logits on a probe sequence must equal lit_ffn's (with the weights rounded to the export's dtype)
+within ``1e-4`` max abs diff — else nothing is published.
 
 Atomicity: everything is written into a temporary directory next to ``OUT`` and moved into place by
 one ``os.replace``; an existing ``OUT`` is refused without ``--overwrite``, and with it the old export
 is renamed aside first and deleted only once the new one is in place, so ``OUT`` is always either the
-old complete export or the new complete one.
+old complete export or the new complete one.  The files are staged as ``.OUT.partial-<pid>/OUT.name``
+so that the copy transformers' remote-code loader makes of them during verification (its modules cache
+is keyed by the directory's name and the files' hash) is the one a later load of ``OUT`` reuses.
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ from torch import nn
 
 from lit_ffn.errors import UserError
 from lit_ffn.ffn import GEGLU, GLU, Bilinear, ReGLU, SwiGLU
-from lit_ffn.ffn.registry import variant_name
+from lit_ffn.ffn.registry import import_class, spec_parts, variant_name
+from lit_ffn.inference import remote_code
 from lit_ffn.inference.hf_tokenizer import write_tokenizer_files
 from lit_ffn.inference.loading import LoadedModel
 from lit_ffn.model import Decoder
@@ -76,12 +83,21 @@ HIDDEN_ACT: dict[type[nn.Module], str | dict[str, str]] = {
 #: every ``hidden_act`` an export can get (all of them keys of transformers' ``ACT2CLS``: tested)
 HIDDEN_ACT_NAMES = ("silu", "gelu", "gelu_pytorch_tanh", "relu", "sigmoid", "linear")
 EXPORTABLE = "SwiGLU, GEGLU (exact or tanh), ReGLU, GLU and Bilinear without biases"
+STOCK_ARCHITECTURE = "Qwen3ForCausalLM"
 FORMATS = ("hf",)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: max |logits_hf − logits_lit_ffn| an export may show (the bound tests/test_model_parity.py holds the decoder to)
 VERIFY_TOLERANCE = 1e-4
 #: when the run's context length is unknown (Qwen3Config's default)
 DEFAULT_MAX_POSITIONS = 32_768
+
+
+def stock_hidden_act(ffn: nn.Module) -> str | None:
+    """The ``hidden_act`` that makes Qwen3MLP compute ``ffn``; None when no stock Qwen3MLP does."""
+    try:
+        return hidden_act(ffn)
+    except UserError:
+        return None
 
 
 def hidden_act(ffn: nn.Module) -> str:
@@ -116,6 +132,78 @@ def mlp_shape(decoder: Decoder) -> MLPShape:
     return shapes.pop()
 
 
+@dataclass(frozen=True)
+class RemoteFFN:
+    """An FFN exported as remote code: its bundled source and how every layer builds it.
+
+    ``init_args`` (JSON) are the arguments besides the width: layer ``i``'s FFN is
+    ``<bundle.entry>(hidden_size, **init_args)``.  ``intermediate_size`` is the FFN's ``hidden_dim``
+    where it has one (the model's width otherwise): it only sizes the stock Qwen3MLP the remote model
+    builds before replacing it."""
+
+    bundle: remote_code.SourceBundle
+    class_path: str
+    init_args: dict[str, Any]
+    intermediate_size: int
+
+
+def export_plan(decoder: Decoder, ffn_spec: Any = None) -> MLPShape | RemoteFFN:
+    """How ``decoder`` exports: onto stock Qwen3 (:class:`MLPShape`) when every layer's FFN is one Qwen3MLP
+    can compute, else as remote code (:class:`RemoteFFN`, built from ``ffn_spec``, the run's ``model.ffn``).
+
+    Raises:
+        UserError: layers with different FFNs, or an FFN whose source cannot be shipped.
+    """
+    if all(stock_hidden_act(layer.ffn) is not None for layer in decoder.layers):
+        return mlp_shape(decoder)
+    return remote_ffn(decoder, ffn_spec)
+
+
+def remote_ffn(decoder: Decoder, ffn_spec: Any = None) -> RemoteFFN:
+    """The :class:`RemoteFFN` of ``decoder``: the object the spec's ``class_path`` names (the FFN's class
+    without a spec), which every layer must have built with the same parameter shapes."""
+    ffn = decoder.layers[0].ffn
+    shapes = [{k: tuple(v.shape) for k, v in layer.ffn.state_dict().items()} for layer in decoder.layers]
+    if any(type(layer.ffn) is not type(ffn) for layer in decoder.layers) or any(s != shapes[0] for s in shapes):
+        raise UserError("cannot export: the layers' FFNs differ (class or shapes); the export builds one FFN per layer")
+    class_path, init_args = spec_parts(ffn_spec) if ffn_spec is not None else (None, {})
+    target: Any = type(ffn)
+    if class_path:
+        target = import_class(class_path)
+        if isinstance(target, type) and target is not type(ffn):
+            raise UserError(
+                f"cannot export: model.ffn names {class_path} but the layers hold "
+                f"{type(ffn).__module__}.{type(ffn).__qualname__}"
+            )
+    bundle = remote_code.SourceBundle.for_object(target)
+    hidden = getattr(ffn, "hidden_dim", None)
+    return RemoteFFN(
+        bundle=bundle,
+        class_path=class_path or bundle.subject,
+        init_args=remote_code.json_init_args(bundle.subject, init_args),
+        intermediate_size=hidden if isinstance(hidden, int) and not isinstance(hidden, bool) else decoder.dim,
+    )
+
+
+def remote_hf_config(
+    decoder: Decoder, remote: RemoteFFN, eos_id: int, seq_len: int | None, dtype: str
+) -> dict[str, Any]:
+    """``config.json`` of the remote-code model: :func:`hf_config` under lit_ffn's ``model_type``, with
+    ``auto_map`` naming the shipped classes and the FFN's ``ffn_init_args``."""
+    config = hf_config(decoder, MLPShape("silu", remote.intermediate_size), eos_id, seq_len, dtype)
+    config.update(
+        architectures=[remote_code.MODEL_CLASS],
+        model_type=remote_code.MODEL_TYPE,
+        auto_map={
+            "AutoConfig": f"{remote_code.CONFIG_FILE}.{remote_code.CONFIG_CLASS}",
+            "AutoModelForCausalLM": f"{remote_code.MODELING_FILE}.{remote_code.MODEL_CLASS}",
+        },
+        ffn_class_path=remote.class_path,
+        ffn_init_args=remote.init_args,
+    )
+    return config
+
+
 def hf_config(decoder: Decoder, shape: MLPShape, eos_id: int, seq_len: int | None, dtype: str) -> dict[str, Any]:
     """``config.json`` of the Qwen3ForCausalLM equal to ``decoder``.
 
@@ -124,7 +212,7 @@ def hf_config(decoder: Decoder, shape: MLPShape, eos_id: int, seq_len: int | Non
     attn = decoder.layers[0].attn
     theta = float(decoder.rope.theta)
     return {
-        "architectures": ["Qwen3ForCausalLM"],
+        "architectures": [STOCK_ARCHITECTURE],
         "model_type": "qwen3",
         "vocab_size": decoder.vocab_size,
         "hidden_size": decoder.dim,
@@ -165,10 +253,9 @@ _LAYER_NAMES = {
     "attn.q_norm.weight": "self_attn.q_norm.weight",
     "attn.k_norm.weight": "self_attn.k_norm.weight",
     "ffn_norm.weight": "post_attention_layernorm.weight",
-    "ffn.gate_proj.weight": "mlp.gate_proj.weight",
-    "ffn.up_proj.weight": "mlp.up_proj.weight",
-    "ffn.down_proj.weight": "mlp.down_proj.weight",
 }
+#: the FFN's own tensors keep their names: ``layers.<i>.ffn.<name>`` → ``model.layers.<i>.mlp.<name>``
+_FFN_PREFIX = ("ffn.", "mlp.")
 
 
 def hf_state_dict(decoder: Decoder, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
@@ -184,9 +271,13 @@ def hf_state_dict(decoder: Decoder, dtype: torch.dtype = torch.float32) -> dict[
             key = "lm_head.weight"
         else:
             _, index, rest = name.split(".", 2) if name.startswith("layers.") else ("", "", name)
-            if rest not in _LAYER_NAMES:
+            if rest.startswith(_FFN_PREFIX[0]) and index:
+                mapped = _FFN_PREFIX[1] + rest.removeprefix(_FFN_PREFIX[0])
+            elif rest in _LAYER_NAMES:
+                mapped = _LAYER_NAMES[rest]
+            else:
                 raise UserError(f"cannot export parameter {name}: Qwen3ForCausalLM has no place for it")
-            key = f"model.layers.{index}.{_LAYER_NAMES[rest]}"
+            key = f"model.layers.{index}.{mapped}"
         out[key] = tensor.detach().to("cpu", dtype).contiguous()
     return out
 
@@ -199,14 +290,18 @@ def probe_tokens(vocab_size: int, length: int = 24) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def max_logit_difference(export_dir: Path, decoder: Decoder, dtype: torch.dtype = torch.float32) -> float:
+def max_logit_difference(
+    export_dir: Path, decoder: Decoder, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False
+) -> float:
     """max |logits of the export loaded by transformers (computed in fp32) − lit_ffn's logits| on
     :func:`probe_tokens`; lit_ffn's side uses the weights rounded to ``dtype`` as the export stores them."""
     import transformers
     from transformers import AutoModelForCausalLM
 
     dtype_kwarg = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
-    hf = AutoModelForCausalLM.from_pretrained(export_dir, **{dtype_kwarg: torch.float32}).eval()
+    hf = AutoModelForCausalLM.from_pretrained(
+        export_dir, trust_remote_code=trust_remote_code, **{dtype_kwarg: torch.float32}
+    ).eval()
     reference = decoder
     if dtype != torch.float32:  # the same rounding the export applied
         reference = copy.deepcopy(decoder)
@@ -254,8 +349,8 @@ def export_hf(
     """Write the Hugging Face export of ``loaded`` to ``out``; returns what ``lit_ffn_export.json`` records.
 
     Raises:
-        UserError: a non-exportable FFN, an existing ``out`` without ``overwrite``, a missing tokenizer,
-            or an export that transformers does not reproduce (``verify``).
+        UserError: an FFN whose source cannot be shipped, an existing ``out`` without ``overwrite``, a
+            missing tokenizer, or an export that transformers does not reproduce (``verify``).
     """
     from safetensors.torch import save_file
 
@@ -264,7 +359,7 @@ def export_hf(
         raise UserError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     if loaded.tokenizer is None:
         raise UserError("an export needs the model's tokenizer (pass --tokenizer)")
-    shape = mlp_shape(loaded.decoder)  # refuse before anything is written
+    plan = export_plan(loaded.decoder, loaded.model_config.get("ffn"))  # refuse before anything is written
     _check_output(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     eos = loaded.tokenizer.eos_id
@@ -273,18 +368,35 @@ def export_hf(
         "source": str(loaded.checkpoint),
         "global_step": loaded.global_step,
         "ffn": variant_name(loaded.model_config.get("ffn", {})),
-        "hidden_act": shape.hidden_act,
+        "architecture": STOCK_ARCHITECTURE,
         "dtype": dtype,
         "tokenizer": loaded.tokenizer.name,
         "versions": _versions(),
     }
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if staging.exists():  # left by an earlier export of this process id that was killed
-        shutil.rmtree(staging)
-    staging.mkdir()  # not mkdtemp: its 0700 mode would become the export's
+    if isinstance(plan, MLPShape):
+        record["hidden_act"] = plan.hidden_act
+        config = hf_config(loaded.decoder, plan, eos, loaded.seq_len, dtype)
+        code = {}
+    else:
+        record["architecture"] = remote_code.MODEL_CLASS
+        config = remote_hf_config(loaded.decoder, plan, eos, loaded.seq_len, dtype)
+        code = {
+            remote_code.MODELING_FILE: remote_code.modeling_source(plan.bundle, plan.class_path),
+            **plan.bundle.files,
+        }
+        code[remote_code.CONFIG_FILE] = remote_code.configuration_source(remote_code.code_digest(code))
+        record["remote_code"] = {"ffn": plan.bundle.subject, "files": [f"{stem}.py" for stem in code]}
+    # staged as HOLDER/OUT.name: transformers caches remote code by the directory's name (module docstring)
+    holder = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if holder.exists():  # left by an earlier export of this process id that was killed
+        shutil.rmtree(holder)
+    holder.mkdir()  # not mkdtemp: its 0700 mode would become the export's
+    staging = holder / out.name
     try:
-        config = hf_config(loaded.decoder, shape, eos, loaded.seq_len, dtype)
+        staging.mkdir()
         _write_json(staging / "config.json", config)
+        for stem, source in code.items():
+            (staging / f"{stem}.py").write_text(source, encoding="utf-8")
         _write_json(staging / "generation_config.json", {"eos_token_id": eos, "pad_token_id": eos})
         weights = hf_state_dict(loaded.decoder, DTYPES[dtype])
         if config["tie_word_embeddings"]:
@@ -293,21 +405,20 @@ def export_hf(
         os.chmod(staging / "model.safetensors", 0o666 & ~_umask())  # safetensors writes it 0600
         write_tokenizer_files(loaded.tokenizer, staging, loaded.seq_len)
         if verify:
-            record["verified"] = _verify(staging, loaded.decoder, dtype)
+            record["verified"] = _verify(staging, loaded.decoder, dtype, trust_remote_code=bool(code))
         _write_json(staging / "lit_ffn_export.json", record)
         _publish(staging, out)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(holder, ignore_errors=True)
     return record
 
 
-def _verify(staging: Path, decoder: Decoder, dtype: str) -> dict[str, Any]:
+def _verify(staging: Path, decoder: Decoder, dtype: str, trust_remote_code: bool) -> dict[str, Any]:
     try:
         import transformers  # noqa: F401
     except ImportError:
         return {"checked": False, "reason": "transformers is not installed (pip install transformers)"}
-    diff = max_logit_difference(staging, decoder, DTYPES[dtype])
+    diff = max_logit_difference(staging, decoder, DTYPES[dtype], trust_remote_code=trust_remote_code)
     if not diff <= VERIFY_TOLERANCE:
         raise UserError(
             f"the export does not reproduce the model: transformers' logits differ from lit_ffn's by {diff:.3g} "
@@ -318,6 +429,7 @@ def _verify(staging: Path, decoder: Decoder, dtype: str) -> dict[str, Any]:
         "max_abs_logit_diff": diff,
         "tolerance": VERIFY_TOLERANCE,
         "probe": "2 x 24 random token ids (seed 0), transformers in fp32",
+        "trust_remote_code": trust_remote_code,
     }
 
 
@@ -349,12 +461,18 @@ __all__ = [
     "FORMATS",
     "HIDDEN_ACT",
     "HIDDEN_ACT_NAMES",
+    "STOCK_ARCHITECTURE",
     "VERIFY_TOLERANCE",
     "MLPShape",
+    "RemoteFFN",
     "export_hf",
+    "export_plan",
     "hf_config",
     "hf_state_dict",
     "hidden_act",
     "max_logit_difference",
     "mlp_shape",
+    "remote_ffn",
+    "remote_hf_config",
+    "stock_hidden_act",
 ]

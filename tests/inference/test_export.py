@@ -1,4 +1,4 @@
-"""``lit_ffn export --format hf``: stock transformers reproduces lit_ffn's logits and token ids; refusals; atomicity."""
+"""``lit_ffn export --format hf`` onto stock Qwen3: transformers reproduces lit_ffn's logits and token ids; atomicity."""
 
 from __future__ import annotations
 
@@ -116,7 +116,9 @@ def test_the_qwen3_tokenizer_is_written_as_an_equal_tokenizer_json(tmp_path: Pat
     [ReLUFFN(8), GELUFFN(8), SiLUFFN(8), ReLU2FFN(8), DynamicGEGLU(8), IsoGMLP(8), ScaledTanhMLP(8), DoubledSwiGLU(8)],
     ids=lambda ffn: type(ffn).__name__,
 )
-def test_ffns_the_stock_model_cannot_express_are_refused(ffn: torch.nn.Module) -> None:
+def test_ffns_the_stock_model_cannot_express_get_no_hidden_act(ffn: torch.nn.Module) -> None:
+    """These export as remote code instead (tests/inference/test_export_remote_code.py)."""
+    assert export_module.stock_hidden_act(ffn) is None
     with pytest.raises(
         UserError, match=r"cannot export FFN .*covers SwiGLU, GEGLU \(exact or tanh\), ReGLU, GLU and Bilinear"
     ):
@@ -142,18 +144,14 @@ def test_biases_and_the_exportable_classes() -> None:
 
 
 def test_out_is_refused_or_replaced_atomically(tmp_path: Path, tiny_dataset: Path, capsys, monkeypatch) -> None:
-    swiglu = tmp_path / "swiglu"
-    write_run(swiglu, model_section({"class_path": "lit_ffn.ffn.SwiGLU"}), tiny_dataset)
     reglu = tmp_path / "reglu"
     write_run(reglu, model_section({"class_path": "lit_ffn.ffn.ReGLU"}), tiny_dataset)
     relu = tmp_path / "relu"
     write_run(relu, model_section({"class_path": "lit_ffn.ffn.ReLUFFN"}), tiny_dataset)
     out = tmp_path / "exports" / "model"
-    line = one_line_error(capsys, ["export", "--ckpt", str(relu), "--out", str(out)], "export")
-    assert "cannot export FFN lit_ffn.ffn.mlp.ReLUFFN" in line and not out.parent.exists()  # nothing written
-
-    assert main(["export", "--ckpt", str(swiglu), "--out", str(out), "--no-verify"]) == 0
+    assert main(["export", "--ckpt", str(relu), "--out", str(out), "--no-verify"]) == 0  # with remote code
     before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "modeling_lit_ffn.py" in before
     line = one_line_error(capsys, ["export", "--ckpt", str(reglu), "--out", str(out)], "export")
     assert line.endswith("already exists: choose another --out, delete it, or pass --overwrite")
 
@@ -169,6 +167,7 @@ def test_out_is_refused_or_replaced_atomically(tmp_path: Path, tiny_dataset: Pat
 
     assert main(["export", "--ckpt", str(reglu), "--out", str(out), "--overwrite", "--no-verify"]) == 0
     assert json.loads((out / "config.json").read_text())["hidden_act"] == "relu"
+    assert not list(out.glob("*.py"))  # a stock export replacing a remote-code one: no stale code left
     assert sorted(p.name for p in out.parent.iterdir()) == ["model"]
 
 
