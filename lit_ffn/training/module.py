@@ -15,8 +15,8 @@ from lit_ffn._lightning import let_lightning_unscale
 from lit_ffn.errors import UserError, first_line
 from lit_ffn.ffn import SwiGLU
 from lit_ffn.ffn.registry import factory_name
-from lit_ffn.loss_backends import LossImpl, check_loss_impl
 from lit_ffn.flops import flops_per_token
+from lit_ffn.loss_backends import LossImpl, check_loss_impl
 from lit_ffn.model import Decoder, FFNFactory
 from lit_ffn.training.batch_plan import epoch_remainder_warning
 from lit_ffn.training.checks import check_model_arguments, schedule_warning

@@ -42,7 +42,10 @@ def one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
         (["--model.warmup_steps=-1"], "model.warmup_steps=-1: must be >= 0"),
         (["--model.loss_chunk_size=-2"], "model.loss_chunk_size=-2: must be >= 0"),
         # a loss backend this CPU cannot run: which ones run here (lit_ffn.loss_backends)
-        (["--model.loss_impl=cce"], "model.loss_impl=cce runs only on CUDA GPUs (Triton kernels) and this run is on cpu"),
+        (
+            ["--model.loss_impl=cce"],
+            "model.loss_impl=cce runs only on CUDA GPUs (Triton kernels) and this run is on cpu",
+        ),
         (["--model.loss_impl=liger"], "there use one of chunked, cce_torch_compile (auto picks chunked)"),
         (["--model.loss_impl=fused"], "model.loss_impl: Expected a typing.Literal['auto', 'chunked', 'cce'"),
         (["--model.rope_theta=0"], "model.rope_theta=0.0: must be a finite number > 0"),
