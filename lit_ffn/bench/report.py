@@ -69,6 +69,7 @@ def build_report(
                 "ffn": r.ffn,
                 "params": r.num_params,
                 "loss_chunk_size": r.loss_chunk_size,
+                "loss_impl": r.loss_impl,
                 "flops_per_token": r.flops_per_token,
                 "tokens_per_step": tokens_per_step,
                 "timed_steps": len(r.times),

@@ -39,6 +39,7 @@ class Runner:
         self.times: list[float] = []
         hparams = getattr(module, "hparams", {})
         self.loss_chunk_size: int | None = hparams.get("loss_chunk_size") if impl == "lit_ffn" else None
+        self.loss_impl: str | None = hparams.get("loss_impl", "auto") if impl == "lit_ffn" else None
         self.cpu_times: list[float] = []  # process CPU time (all threads) per step: less sensitive to a shared CPU
         self.losses: list[float] = []
         self.peak_mem: int | None = None
@@ -79,11 +80,14 @@ def lit_runner(
     settings: Settings,
     loss_chunk_size: int | None = None,
     keep_initial_weights: bool = False,
+    loss_impl: str | None = None,
 ) -> Runner:
     torch.manual_seed(settings.seed)
     overrides: dict[str, Any] = {}
     if loss_chunk_size is not None:
         overrides["loss_chunk_size"] = loss_chunk_size
+    if loss_impl is not None:
+        overrides["loss_impl"] = loss_impl
     if settings.compile:
         overrides["compile"] = True
     lit = configs.build(ffn, overrides)
@@ -104,6 +108,8 @@ def lit_runner(
     name = f"lit_ffn {variant}"
     if loss_chunk_size is not None:
         name += f" (loss chunk {loss_chunk_size})" if loss_chunk_size else " (plain loss)"
+    if loss_impl is not None:
+        name += f" (loss {loss_impl})"
     runner = Runner(
         name=name,
         impl="lit_ffn",

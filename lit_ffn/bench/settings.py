@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from lit_ffn.errors import UserError
+from lit_ffn.loss_backends import check_loss_impl
 from lit_ffn.training.config import FitConfigParser, build_module
 
 PRECISIONS = ("32-true", "bf16-mixed", "bf16-true")
@@ -60,7 +61,11 @@ class ModelConfigs:
         args = list(self.base_args)
         if ffn is not None:
             args.append(f"--model.ffn={json.dumps(ffn)}")
-        args += [f"--model.{key}={json.dumps(value)}" for key, value in (overrides or {}).items()]
+        # strings as they are: jsonargparse takes a JSON-quoted string for a Literal as the quotes and all
+        args += [
+            f"--model.{key}={value if isinstance(value, str) else json.dumps(value)}"
+            for key, value in (overrides or {}).items()
+        ]
         return self.parser.parse(args).model if len(args) > len(self.base_args) else self.config.model
 
     def build(self, ffn: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None) -> Any:
@@ -96,9 +101,12 @@ def settings_from(args: argparse.Namespace, cfg: Any) -> Settings:
     for value in args.loss_chunk_size or []:
         if value < 0:
             raise UserError(f"--loss-chunk-size must be >= 0 (0: plain loss), got {value}")
+    precision = _precision(args.precision or trainer.get("precision"))
+    for impl in getattr(args, "loss_impl", None) or [cfg.model.get("loss_impl", "auto")]:
+        check_loss_impl(impl, device.type, precision)  # one line before any model is built
     return Settings(
         device=device,
-        precision=_precision(args.precision or trainer.get("precision")),
+        precision=precision,
         batch_size=int(batch_size),
         seq_len=int(seq_len),
         steps=args.steps,

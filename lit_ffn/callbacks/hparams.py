@@ -15,7 +15,7 @@ from lit_ffn.ffn.registry import variant_name
 from lit_ffn.provenance import git_state, short_commit
 
 #: Module arguments shown in HPARAMS, in this order after ``ffn`` and ``seed``: what a researcher compares.
-#: Execution knobs (loss_chunk_size, compile, activation_checkpointing, nonfinite) and jsonargparse's
+#: Execution knobs (loss_chunk_size, loss_impl, compile, activation_checkpointing, nonfinite) and jsonargparse's
 #: internals (``_instantiator``) are left out; every argument is still in the run's config.yaml.
 MODULE_KEYS = (
     "lr",

@@ -55,6 +55,7 @@ def check_model_arguments(
     warmup_steps: int,
     min_lr_ratio: float,
     loss_chunk_size: int,
+    loss_impl: str = "auto",
 ) -> None:
     """Raise a one-line :class:`UserError` naming the first ``model.*`` value outside its range."""
     positive_ints = {"vocab_size": vocab_size, "dim": dim, "n_layers": n_layers, "n_heads": n_heads}
@@ -82,6 +83,10 @@ def check_model_arguments(
         raise UserError(f"model.min_lr_ratio={min_lr_ratio}: must be in [0, 1] (the floor of the cosine, × lr)")
     if loss_chunk_size < 0:
         raise UserError(f"model.loss_chunk_size={loss_chunk_size}: must be >= 0 (0: the plain, unchunked loss)")
+    from lit_ffn.loss_backends import LOSS_IMPLS
+
+    if loss_impl not in LOSS_IMPLS:  # where it can run is checked when a run is set up (LitDecoder.setup)
+        raise UserError(f"model.loss_impl={loss_impl}: unknown; choose one of {', '.join(LOSS_IMPLS)}")
 
 
 def schedule_warning(warmup_steps: int, total_steps: int) -> str | None:

@@ -253,6 +253,8 @@ class LitFFNCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+        # a loss backend this device or precision cannot run: one line before the run directory is written
+        self.model.check_loss_impl(self.trainer)
 
     @staticmethod
     def _plan_batches(config: Any) -> None:

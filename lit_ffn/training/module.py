@@ -16,6 +16,7 @@ from lit_ffn.errors import UserError, first_line
 from lit_ffn.ffn import SwiGLU
 from lit_ffn.ffn.registry import factory_name
 from lit_ffn.flops import flops_per_token
+from lit_ffn.loss_backends import LossImpl, check_loss_impl
 from lit_ffn.model import Decoder, FFNFactory
 from lit_ffn.training.batch_plan import epoch_remainder_warning
 from lit_ffn.training.checks import check_model_arguments, schedule_warning
@@ -42,7 +43,13 @@ class LitDecoder(L.LightningModule):
             the last ``decay_fraction`` of the run; a run that can be made longer, see
             :mod:`lit_ffn.training.schedule`).
         decay_fraction: the share of ``trainer.max_steps`` the ``wsd`` decay takes (0 < f ≤ 1).
-        loss_chunk_size: tokens per chunk of the cross-entropy (0: plain loss).
+        loss_chunk_size: tokens per chunk of the chunked cross-entropy (0: plain loss).
+        loss_impl: which backend computes the loss (:mod:`lit_ffn.loss_backends`): ``"auto"``
+            (``chunked`` on every device until a GPU measurement decides otherwise), ``"chunked"``
+            (:mod:`lit_ffn.loss`), ``"cce"`` (Cut Cross-Entropy, CUDA and bf16/fp16, ``[cce]`` extra),
+            ``"cce_torch_compile"`` (its ``torch.compile`` implementation: any device, for testing),
+            ``"liger"`` (Liger-Kernel, CUDA, ``[liger]`` extra).  One that cannot run on the run's
+            device and precision is refused before anything is built.
         compile, activation_checkpointing: ``torch.compile`` / activation
             checkpointing per decoder block, applied in ``configure_model()``
             before FSDP2 sharding (``lit_ffn.distributed``).
@@ -80,6 +87,7 @@ class LitDecoder(L.LightningModule):
         sdpa_gqa: Literal["native", "expand"] = "native",
         schedule: Schedule = "cosine",
         decay_fraction: float = 0.2,
+        loss_impl: LossImpl = "auto",
     ) -> None:
         super().__init__()
         # Under LightningCLI the saved hparams are the parsed config (ffn as
@@ -118,7 +126,17 @@ class LitDecoder(L.LightningModule):
         return batch[:, :-1], batch[:, 1:]
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model(tokens, targets, loss_chunk_size=self.hparams.loss_chunk_size)
+        hp = self.hparams
+        return self.model(tokens, targets, loss_chunk_size=hp.loss_chunk_size, loss_impl=hp.get("loss_impl", "auto"))
+
+    def check_loss_impl(self, trainer: Any) -> None:
+        """Refuse (one line) a ``loss_impl`` that cannot run on ``trainer``'s device and precision."""
+        device_type = trainer.strategy.root_device.type
+        check_loss_impl(self.hparams.get("loss_impl", "auto"), device_type, str(trainer.precision))
+
+    def setup(self, stage: str) -> None:
+        # lit_ffn fit checks this before anything is written (LitFFNCLI); here for a Trainer built in Python
+        self.check_loss_impl(self.trainer)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         tokens, targets = self.split_batch(batch)

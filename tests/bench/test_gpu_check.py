@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lit_ffn import loss_backends
 from lit_ffn.bench.gpu_check import cli, fits, loss_cost, sdpa
 from lit_ffn.bench.gpu_check.items import Context
 from lit_ffn.bench.gpu_check.plan import make_plan, write_shape_config
@@ -63,7 +64,17 @@ def test_cpu_mode_end_to_end(tiny_dataset: Path, tmp_path: Path, capsys: pytest.
     assert "| commit |" in report and "| versions |" in report and "--items sdpa loss throughput" in report
     # the throughput item compared all three rows on the same batch: the same first loss
     assert "| lit_ffn SwiGLU | eager |" in report and "| transformers Qwen3ForCausalLM | eager |" in report
-    assert "| lit_ffn SwiGLU | compiled (eager) |" in report
+    # the compiled step once per loss backend that runs here; the CUDA-only ones say why not, in one line
+    assert "| lit_ffn SwiGLU (loss chunked) | compiled (eager) |" in report
+    loss_table = report.split("## `loss`")[1].split("\n## ")[0]
+    assert "| cce | not run: model.loss_impl=cce runs only on CUDA GPUs" in loss_table
+    assert "| liger | not run: model.loss_impl=liger runs only on CUDA GPUs" in loss_table
+    if loss_backends.problem("cce_torch_compile", "cpu") is None:  # the [cce] extra (dev installs it)
+        assert "| lit_ffn SwiGLU (loss cce_torch_compile) | compiled (eager) |" in report
+        (row,) = [line for line in loss_table.splitlines() if line.startswith("| cce_torch_compile |")]
+        assert " ms |" in row  # it ran, and matched the plain loss (else the item would FAIL)
+    auto = report.split("## `model.loss_impl: auto` on CUDA")[1].split("\n## ")[0]
+    assert "not yet measured (CPU mode" in auto and "AUTO['cuda']` is `chunked`" in auto
     assert "flash (CPU) kernel with sdpa_gqa=native" in report
     assert [r["key"] for r in json.loads((tmp_path / "gpu_check.json").read_text())["results"]] == [
         "preflight",
@@ -76,6 +87,10 @@ def test_cpu_mode_end_to_end(tiny_dataset: Path, tmp_path: Path, capsys: pytest.
     assert "CPU mode" not in gpu_report
     judged = gpu_report.split("## GPU targets")[1].split("\n## ")[0]
     assert judged.count("| met: ") + judged.count("| NOT met: ") == 4, judged
+    throughput = next(r for r in results if r.key == "throughput")
+    pick = throughput.data["loss_backend"]["pick"]
+    assert pick in throughput.data["loss_backend"]["tokens_per_s"]
+    assert f"The compiled paper step says **{pick}** (tokens/s: chunked " in gpu_report
 
 
 def test_failures_are_fail_lines_and_exit_1(

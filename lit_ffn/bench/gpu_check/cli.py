@@ -31,8 +31,13 @@ from lit_ffn.errors import UserError, run_tool
 #: shares (``min_seconds_gpu``), so neither starves the other; see :mod:`.fits` for their own split.
 ITEMS = (
     Item(("sdpa",), "SDPA kernel of the paper's GQA attention", single(sdpa.run), 20),
-    Item(("loss",), "chunked loss vs plain F.cross_entropy: peak memory and time", single(loss_cost.run), 20),
-    Item(("throughput",), "throughput: eager, compiled, transformers' Qwen3", single(throughput.run_throughput), 150),
+    Item(("loss",), "loss backends vs plain F.cross_entropy: peak memory, time, equality", single(loss_cost.run), 30),
+    Item(
+        ("throughput",),
+        "throughput: eager, compiled per loss backend, transformers' Qwen3",
+        single(throughput.run_throughput),
+        180,
+    ),
     Item(tuple(fits.STRATEGIES), "fits resumed from a mid-run checkpoint", fits.run, 150),
     Item(("ffn",), "DynamicGEGLU vs GEGLU step time", single(throughput.run_ffn), 40),
     Item(("gates",), "gate statistics on vs off (every step, default cadence)", single(gate_cost.run), 60),

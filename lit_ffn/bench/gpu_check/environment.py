@@ -18,7 +18,18 @@ from lit_ffn.flops import datasheet_peak, measured_matmul_flops
 from lit_ffn.provenance import git_state, package_versions, short_commit
 
 #: Libraries whose versions the report lists.
-PACKAGES = ("torch", "lightning", "litdata", "transformers", "jsonargparse", "torchmetrics", "triton", "numpy")
+PACKAGES = (
+    "torch",
+    "lightning",
+    "litdata",
+    "transformers",
+    "jsonargparse",
+    "torchmetrics",
+    "triton",
+    "numpy",
+    "cut-cross-entropy",  # model.loss_impl=cce (the loss item)
+    "liger-kernel",  # model.loss_impl=liger
+)
 
 #: Side of the square matmul timed for the device's practical peak (GPU: big enough to saturate a Hopper).
 MATMUL_SIZE = {"cuda": 8192, "cpu": 2048}

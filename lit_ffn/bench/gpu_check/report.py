@@ -61,6 +61,27 @@ def _target_rows(plan: Plan, results: dict[str, Result]) -> list[str]:
     return rows
 
 
+def _auto_line(plan: Plan, results: dict[str, Result]) -> str:
+    """What the measurement says ``auto`` should pick on CUDA (lit_ffn.loss_backends.AUTO), and what it picks now."""
+    from lit_ffn.loss_backends import AUTO
+
+    now = f"`lit_ffn.loss_backends.AUTO['cuda']` is `{AUTO['cuda']}`"
+    if plan.mode != "gpu":
+        return f"{NOT_MEASURED} (CPU mode: no GPU was used); {now}."
+    result = results.get("throughput")
+    choice = result.data.get("loss_backend") if result is not None and result.status == PASS else None
+    if not choice:
+        why = "item not run" if result is None else f"item {result.status}"
+        return f"{NOT_MEASURED} ({why}); {now}."
+    fastest = results.get("loss").data.get("fastest") if results.get("loss") is not None else None
+    speeds = ", ".join(f"{name} {value:,.0f}" for name, value in choice["tokens_per_s"].items())
+    line = (
+        f"The compiled paper step says **{choice['pick']}** (tokens/s: {speeds}; the loss alone: "
+        f"{fastest or 'not measured'} fastest); {now}"
+    )
+    return line + ("." if choice["pick"] == AUTO["cuda"] else f": set it to `{choice['pick']}`.")
+
+
 def render(facts: dict[str, Any], plan: Plan, results: list[Result], pending: list[str], wall_s: float) -> str:
     """The whole report as Markdown."""
     lines = ["# GPU acceptance check (`scripts/gpu_check.sh`)", ""]
@@ -99,6 +120,7 @@ def render(facts: dict[str, Any], plan: Plan, results: list[Result], pending: li
         lines.append(f"| `{key}` | | not run yet | |")
     by_key = {r.key: r for r in results}
     lines += ["", "## GPU targets (docs/benchmarks.md)", "", *_target_rows(plan, by_key), ""]
+    lines += ["## `model.loss_impl: auto` on CUDA", "", _auto_line(plan, by_key), ""]
     for r in results:
         if r.details:
             lines += [f"## `{r.key}`: {r.title}", "", *r.details, ""]

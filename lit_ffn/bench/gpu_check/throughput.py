@@ -1,7 +1,10 @@
 """Items ``throughput`` and ``ffn``: training-step throughput through ``lit_ffn bench`` (in this process).
 
 ``throughput``: the paper model eager with transformers' ``Qwen3ForCausalLM`` of the same shape and
-weights (``--compare-hf``, interleaved), then the same model with per-block ``torch.compile``.
+weights (``--compare-hf``, interleaved), then the same model with per-block ``torch.compile``, once per
+loss backend that runs here (``--loss-impl``: ``chunked`` and the mode's library backends,
+:func:`lit_ffn.bench.gpu_check.loss_cost.library_backends`): the backend with the most tokens/s whose
+first loss agrees is what ``model.loss_impl: auto`` should pick on this device (``data["loss_backend"]``).
 ``ffn``: GEGLU and DynamicGEGLU, interleaved, as the config runs them (eager).  Every row reports
 step time, tokens/s, MFU against the datasheet peak (and against the matmul rate measured at the
 start), peak memory and the first loss; equal first losses show that the rows compute the same model.
@@ -15,6 +18,7 @@ from typing import Any
 
 import torch
 
+from lit_ffn.bench.gpu_check import loss_cost
 from lit_ffn.bench.gpu_check.items import FAIL, PASS, Context, Result
 
 #: |first loss − reference first loss| that still means "the same model on the same batch".
@@ -99,7 +103,7 @@ def _lit(report: dict[str, Any], ffn: str = "SwiGLU") -> dict[str, Any] | None:
 
 
 def run_throughput(ctx: Context) -> Result:
-    key, title = "throughput", "throughput: eager, compiled, transformers' Qwen3"
+    key, title = "throughput", "throughput: eager, compiled per loss backend, transformers' Qwen3"
     plan = ctx.plan
     tolerance = FIRST_LOSS_TOLERANCE[plan.precision]
     eager = run_bench(ctx, "--compare-hf")
@@ -109,8 +113,9 @@ def run_throughput(ctx: Context) -> Result:
     details = [*TABLE_HEAD, *rows(ctx, eager, "eager")]
     data: dict[str, Any] = {"eager": eager}
     compiled_note = ""
+    backends = ["chunked"] + [name for name, why in loss_cost.library_backends(ctx) if why is None]
     try:
-        compiled = run_bench(ctx, "--compile", "--compile-backend", ctx.compile_backend)
+        compiled = run_bench(ctx, "--compile", "--compile-backend", ctx.compile_backend, "--loss-impl", *backends)
     except Exception as err:
         if plan.mode == "gpu":
             raise
@@ -123,7 +128,7 @@ def run_throughput(ctx: Context) -> Result:
     if problems:
         return Result(key, title, FAIL, "; ".join(problems), details, data)
     parts = []
-    best = _lit(data["compiled"]) if "compiled" in data else None
+    best = _fastest(data["compiled"]) if "compiled" in data else None
     for label, res in (("eager", lit), (f"compiled ({ctx.compile_backend})", best)):
         if res is not None:
             mfu = f", MFU {100 * res['mfu']:.1f}%" if res["mfu"] is not None else ""
@@ -135,8 +140,34 @@ def run_throughput(ctx: Context) -> Result:
         parts.append(f"transformers: {hf['error']}")
     if compiled_note:
         parts.append(compiled_note)
+    else:
+        data["loss_backend"] = loss_backend_choice(data["compiled"], plan.mode)
+        parts.append(data["loss_backend"]["summary"])
     data["targets"] = throughput_targets(lit, best, eager)
     return Result(key, title, PASS, "; ".join(parts), details, data)
+
+
+def _fastest(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The lit_ffn SwiGLU row with the most tokens/s (one per loss backend in the compiled run)."""
+    rows = [r for r in report["results"] if r["impl"] == "lit_ffn" and r["ffn"] == "SwiGLU" and "error" not in r]
+    return max(rows, key=lambda r: r["tokens_per_s"], default=None)
+
+
+def loss_backend_choice(report: dict[str, Any], mode: str) -> dict[str, Any]:
+    """Which ``model.loss_impl`` gave the most tokens/s in ``report`` (rows whose first loss agreed:
+    :func:`check_rows` has failed the item otherwise): ``{"pick", "tokens_per_s", "peak_mem_bytes", "summary"}``."""
+    rows = [r for r in report["results"] if r["impl"] == "lit_ffn" and "error" not in r and r.get("loss_impl")]
+    best = max(rows, key=lambda r: r["tokens_per_s"])
+    speeds = ", ".join(f"{r['loss_impl']} {r['tokens_per_s']:,.0f}" for r in rows)
+    summary = f"loss backends, compiled (tok/s): {speeds} -> model.loss_impl auto should pick {best['loss_impl']}"
+    if mode != "gpu":
+        summary += " (measured on a CPU: says nothing about a GPU)"
+    return {
+        "pick": best["loss_impl"],
+        "tokens_per_s": {r["loss_impl"]: r["tokens_per_s"] for r in rows},
+        "peak_mem_bytes": {r["loss_impl"]: r["peak_mem_bytes"] for r in rows},
+        "summary": summary,
+    }
 
 
 def throughput_targets(lit: dict | None, compiled: dict | None, eager: dict[str, Any]) -> dict[str, Any]:
@@ -173,4 +204,12 @@ def run_ffn(ctx: Context) -> Result:
     return Result(key, title, PASS, summary, details, data)
 
 
-__all__ = ["bench_argv", "check_rows", "run_bench", "run_ffn", "run_throughput", "throughput_targets"]
+__all__ = [
+    "bench_argv",
+    "check_rows",
+    "loss_backend_choice",
+    "run_bench",
+    "run_ffn",
+    "run_throughput",
+    "throughput_targets",
+]
