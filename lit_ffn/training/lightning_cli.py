@@ -52,6 +52,12 @@ RUN_DIRECTORY_LOGGERS = ("TensorBoardLogger", "CSVLogger")
 #: directory lit_ffn's default TensorBoard logger uses.
 TRACKING_RUNS_DIR = "runs"
 
+#: Lightning's defaults of the init_args lit_ffn's default TensorBoard logger shares with MLflow's / W&B's.
+TRACKING_DEFAULTS = {
+    "lit_ffn.training.tracking.MLFlowLogger": {"save_dir": "./mlruns"},
+    "lit_ffn.training.tracking.WandbLogger": {"save_dir": "."},
+}
+
 DEFAULT_LOGGER = {
     "class_path": LOGGER_CLASS_PATH,
     "init_args": {"save_dir": "runs", "name": "default"},
@@ -313,6 +319,11 @@ class LitFFNCLI(LightningCLI):
         init_args = logger.init_args if class_path else None
         if class_path in TRACKING_LOGGERS:
             experiment_key, run_name_key = TRACKING_LOGGERS[class_path]
+            # jsonargparse keeps the init_args of the default TensorBoard logger that the new class also takes
+            # (`name: default`, `save_dir: runs`): a W&B run named "default", an MLflow file store in runs/.
+            for key, value in DEFAULT_LOGGER["init_args"].items():
+                if init_args.get(key) == value:
+                    init_args[key] = TRACKING_DEFAULTS[class_path].get(key)
             experiment = init_args.get(experiment_key) or os.environ.get(
                 "WANDB_PROJECT" if experiment_key == "project" else "MLFLOW_EXPERIMENT_NAME", "lightning_logs"
             )
