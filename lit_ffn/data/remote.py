@@ -1,7 +1,7 @@
 """Object-store access shared by the DataModule and ``lit_ffn prepare``: storage options, timeouts, and
 one litdata workaround.
 
-**Storage options.**  ``data.storage_options`` (and ``prepare --storage-option``) use *litdata's*
+**Storage options.**  ``data.storage_options`` (and ``prepare --storage-options``) use *litdata's*
 convention, so they pass to litdata unchanged: for ``s3://`` they are keyword arguments of
 ``boto3.client("s3", …)`` (``endpoint_url``, ``region_name``, ``aws_access_key_id``, …); for ``gs://``
 those of ``google.cloud.storage.Client``.  Everything the standard environment says
