@@ -25,6 +25,7 @@ from lit_ffn.callbacks.logging_step import LoggingStepAlignment
 from lit_ffn.callbacks.model_summary import ModelSummary
 from lit_ffn.callbacks.progress import StepProgressBar
 from lit_ffn.data.datamodule import TokenDataModule
+from lit_ffn.data.remote import download_failure
 from lit_ffn.errors import UserError
 from lit_ffn.ffn.registry import variant_name
 from lit_ffn.provenance import write_provenance
@@ -185,6 +186,20 @@ class LitFFNCLI(LightningCLI):
         if run_dir is None:
             return "lit_ffn fit --config <the run's config.yaml> --ckpt_path last"
         return f"lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last"
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning's, except that a chunk download that fails mid-fit (the object store went away) ends in one
+        line naming the chunk and the endpoint, and how to resume from the last checkpoint."""
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception as err:  # re-raised unless it is a failed chunk download
+            message = download_failure(err) if subcommand == "fit" else None
+            if message is None:
+                raise
+            raise UserError(
+                f"{message}; the run's last.ckpt (every checkpoint.every_n_train_steps steps) is intact: once the "
+                f"store answers, resume with `{self.resume_command()}`"
+            ) from None
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI (2.6) torch.loads a --ckpt_path file while parsing, to take the model's
