@@ -1,7 +1,7 @@
 """FLOPs of a training step and the peak FLOP/s of a device: the two halves of MFU.
 
 MFU = (model FLOPs per token × tokens per second) / peak FLOP/s of the device.  Both
-``train/mfu`` (:class:`lit_ffn.callbacks.TokenThroughputMonitor`) and ``lit_ffn bench`` take the
+``vitals/mfu`` (:class:`lit_ffn.callbacks.TokenThroughputMonitor`) and ``lit_ffn bench`` take the
 numerator from :func:`flops_per_token` and the denominator from :func:`peak_flops`, so the same
 run on the same device gets the same MFU from either.
 

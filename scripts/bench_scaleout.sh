@@ -52,5 +52,5 @@ for run in sorted(p for p in Path(sys.argv[1]).iterdir() if p.is_dir()):
     events.Reload()
     tags = set(events.Tags()["scalars"])
     last = lambda tag: f"{events.Scalars(tag)[-1].value:.4g}" if tag in tags else "n/a"
-    print(f"| {run.name} | {last('train/tokens_per_sec')} | {last('train/mfu')} | {last('train/device/peak_memory_gib')} |")
+    print(f"| {run.name} | {last('vitals/tokens_per_sec')} | {last('vitals/mfu')} | {last('vitals/device/peak_memory_gib')} |")
 PY

@@ -35,7 +35,7 @@ loop over ``--batch-size`` finds the largest micro-batch that fits).
   6·L·H·E·T for causal attention (QKᵀ and AV at half the T² work): the
   embedding *lookup* is excluded, the LM head included.  The transformers row
   uses the same F (same shape).  Peak FLOP/s (:func:`lit_ffn.flops.peak_flops`,
-  the same as ``train/mfu``'s): ``--peak-tflops``, else the device's dense
+  the same as ``vitals/mfu``'s): ``--peak-tflops``, else the device's dense
   datasheet figure for the compute dtype (H100/H200 datasheets, else Lightning's
   table), else on CPU the rate of a 2048³ matmul in the compute dtype measured
   on the spot (so CPU "MFU" is relative to what this CPU's

@@ -2,7 +2,7 @@
 
 * :class:`GateStatistics` (``gates.py``, maths in ``gate_stats.py``) — per-layer statistics of what
   each FFN records as its gate, learned scalars such as DynamicGEGLU's ``s`` and ``b``, histograms.
-* :class:`GradNormMonitor` (``grad_norm.py``) — ``train/grad_norm`` before clipping.
+* :class:`GradNormMonitor` (``grad_norm.py``) — ``vitals/grad_norm`` before clipping.
 * :class:`TokenThroughputMonitor` (``throughput.py``) — tokens seen, tokens/s, FLOP/s, MFU, step time,
   peak GPU memory.
 * :class:`HyperparameterSummary` (``hparams.py``) — one flat HPARAMS session per run.

@@ -1,4 +1,4 @@
-"""``GradNormMonitor``: ``train/grad_norm``, the global gradient norm before clipping."""
+"""``GradNormMonitor``: ``vitals/grad_norm``, the global gradient norm before clipping."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from lit_ffn.errors import UserError
 
 
 class GradNormMonitor(Callback):
-    """Logs ``train/grad_norm``: the total ``norm_type``-norm of all gradients, before clipping.
+    """Logs ``vitals/grad_norm``: the total ``norm_type``-norm of all gradients, before clipping.
 
     ``‖g‖_p = (Σ_params ‖g_param‖_p^p)^{1/p}`` over the gradients the
     optimizer is about to use — the number ``gradient_clip_val`` is compared
@@ -48,7 +48,7 @@ class GradNormMonitor(Callback):
             norm = torch.nn.utils.get_total_norm(grads, norm_type=self.norm_type)
             if hasattr(norm, "full_tensor"):
                 norm = norm.full_tensor()
-        pl_module.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+        pl_module.log("vitals/grad_norm", norm, on_step=True, on_epoch=False)
 
 
 def sharded_total_norm(

@@ -100,8 +100,9 @@ def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[st
         except TypeError:
             pass
     logger = trainer.logger
-    if logger is not None and getattr(logger, "name", None):
-        params["experiment"] = str(logger.name)
+    experiment = getattr(logger, "experiment_name", None) or getattr(logger, "name", None)  # MLflow's name is an id
+    if logger is not None and experiment:
+        params["experiment"] = str(experiment)
     params["ffn_class"] = params["ffn"].split("-", 1)[0]
     params["commit"] = short_commit(git_state())  # which code trained the run (lit_ffn.provenance)
     params.update(

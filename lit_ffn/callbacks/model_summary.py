@@ -3,7 +3,7 @@
 Lightning's summary counts FLOPs by running ``example_input_array`` through the model; LitDecoder has
 none (its input is token ids of the run's shape), so every row read ``0``.  lit_ffn knows the number:
 :func:`lit_ffn.flops.flops_per_token` × tokens per optimizer step — the training FLOPs (forward +
-backward) of one step, the numerator of ``train/mfu``.  It is shown on the decoder's row and as the
+backward) of one step, the numerator of ``vitals/mfu``.  It is shown on the decoder's row and as the
 total; other rows (the loss metrics) show ``—``.  ``lit_ffn fit`` uses this class in place of
 Lightning's default summary.
 """

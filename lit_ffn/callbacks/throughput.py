@@ -32,15 +32,16 @@ def samples_in_batch(batch: Any) -> int:
 class TokenThroughputMonitor(ThroughputMonitor):
     """Tokens seen, tokens/s, FLOP/s, MFU, step time and peak GPU memory, on Lightning's ``Throughput``.
 
-    Tags (x = Lightning's logging step; logged on Lightning's logging steps):
+    Tags (x = Lightning's logging step; logged on Lightning's logging steps), in TensorBoard's ``vitals`` group,
+    after ``train`` (the loss, the learning rate) and ``val``, so that a browser opens on the loss curves:
 
-    ``train/tokens_seen``              predicted tokens so far, all ranks (``B·T`` per micro-batch)
-    ``train/time``                     training wall time so far (validation excluded), seconds
-    ``train/step_time``                seconds per optimizer step since the previous log
-    ``train/tokens_per_sec``           all ranks; ``train/device/tokens_per_sec`` per device
-    ``train/device/flops_per_sec``     model FLOPs (``LitDecoder.flops_per_token(T)·B·T`` per micro-batch) per second
-    ``train/mfu``                      ``device/flops_per_sec / available_flops``
-    ``train/device/peak_memory_gib``   ``torch.cuda.max_memory_allocated`` (CUDA only)
+    ``vitals/tokens_seen``              predicted tokens so far, all ranks (``B·T`` per micro-batch)
+    ``vitals/time``                     training wall time so far (validation excluded), seconds
+    ``vitals/step_time``                seconds per optimizer step since the previous log
+    ``vitals/tokens_per_sec``           all ranks; ``vitals/device/tokens_per_sec`` per device
+    ``vitals/device/flops_per_sec``     model FLOPs (``LitDecoder.flops_per_token(T)·B·T`` per micro-batch) per second
+    ``vitals/mfu``                      ``device/flops_per_sec / available_flops``
+    ``vitals/device/peak_memory_gib``   ``torch.cuda.max_memory_allocated`` (CUDA only)
 
     Rates are over the last ``window_size − 1`` logging intervals.
     ``tokens_seen`` and ``time`` continue across a resume (kept in the
@@ -60,8 +61,8 @@ class TokenThroughputMonitor(ThroughputMonitor):
             not logged); a number: that peak (e.g. ``989.4e12`` for bf16 dense on an
             H100/H200 SXM); ``"measure"``: the datasheet peak where there is one, else the
             best of a few timed 2048³ matmuls in the compute dtype at setup (a practical
-            ceiling for CPUs, the same number ``lit_ffn bench`` uses, logged once as
-            ``train/device/available_flops``).
+            ceiling for CPUs, the same number ``lit_ffn bench`` uses, stated once in the log and kept as
+            ``self.available_flops``: a scalar tag would be a card holding one constant point).
         window_size: logging steps per rate window (≥ 2).
     """
 
@@ -84,7 +85,6 @@ class TokenThroughputMonitor(ThroughputMonitor):
         self._steps = 0
         self._last_log: tuple[float, int] = (0.0, 0)
         self._val_start: float | None = None
-        self._peak_logged = False
         self.peak_source = ""
         self._world = 1
         self._before: dict[str, float] = {"tokens_seen": 0.0, "time": 0.0}  # earlier fits of a resumed run
@@ -110,7 +110,7 @@ class TokenThroughputMonitor(ThroughputMonitor):
         if self.available_flops is None and stage == TrainerFn.FITTING:
             name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
             rank_zero_warn(
-                f"TokenThroughputMonitor: no peak FLOP/s known for {name!r}; train/mfu is not logged. "
+                f"TokenThroughputMonitor: no peak FLOP/s known for {name!r}; vitals/mfu is not logged. "
                 "Set available_flops (a number, or 'measure') on the callback."
             )
 
@@ -135,7 +135,6 @@ class TokenThroughputMonitor(ThroughputMonitor):
     def on_train_start(self, trainer: Trainer, *_: Any) -> None:
         super().on_train_start(trainer)
         self._pending_flops, self._steps, self._last_log, self._has_flops = 0.0, 0, (0.0, 0), True
-        self._peak_logged = False
 
     @rank_zero_only
     def on_train_batch_end(
@@ -184,26 +183,23 @@ class TokenThroughputMonitor(ThroughputMonitor):
     def _metrics(self, trainer: Trainer, raw: dict[str, float], elapsed: float) -> dict[str, float]:
         world = trainer.world_size
         metrics = {
-            "train/tokens_seen": self._before["tokens_seen"] + raw["lengths"] * world,
-            "train/time": self._before["time"] + raw["time"],
+            "vitals/tokens_seen": self._before["tokens_seen"] + raw["lengths"] * world,
+            "vitals/time": self._before["time"] + raw["time"],
         }
         last_time, last_steps = self._last_log
         if self._steps > last_steps:
-            metrics["train/step_time"] = (elapsed - last_time) / (self._steps - last_steps)
+            metrics["vitals/step_time"] = (elapsed - last_time) / (self._steps - last_steps)
         self._last_log = (elapsed, self._steps)
         if "device/items_per_sec" in raw:
-            metrics["train/device/tokens_per_sec"] = raw["device/items_per_sec"]
-            metrics["train/tokens_per_sec"] = raw["device/items_per_sec"] * world
+            metrics["vitals/device/tokens_per_sec"] = raw["device/items_per_sec"]
+            metrics["vitals/tokens_per_sec"] = raw["device/items_per_sec"] * world
         if "device/flops_per_sec" in raw:
-            metrics["train/device/flops_per_sec"] = raw["device/flops_per_sec"]
+            metrics["vitals/device/flops_per_sec"] = raw["device/flops_per_sec"]
         if "device/mfu" in raw:
-            metrics["train/mfu"] = raw["device/mfu"]
-        if self.requested_flops == "measure" and not self._peak_logged:
-            metrics["train/device/available_flops"] = float(self.available_flops)
-            self._peak_logged = True
+            metrics["vitals/mfu"] = raw["device/mfu"]
         device = trainer.strategy.root_device
         if device.type == "cuda":
-            metrics["train/device/peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+            metrics["vitals/device/peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         return metrics
 
     # Validation: no per-batch sync, no validation throughput; its wall time is taken out of training's.

@@ -1,7 +1,7 @@
 """Object-store access shared by the DataModule and ``lit_ffn prepare``: storage options, timeouts, and
 one litdata workaround.
 
-**Storage options.**  ``data.storage_options`` (and ``prepare --storage-option``) use *litdata's*
+**Storage options.**  ``data.storage_options`` (and ``prepare --storage-options``) use *litdata's*
 convention, so they pass to litdata unchanged: for ``s3://`` they are keyword arguments of
 ``boto3.client("s3", …)`` (``endpoint_url``, ``region_name``, ``aws_access_key_id``, …); for ``gs://``
 those of ``google.cloud.storage.Client``.  Everything the standard environment says
@@ -31,6 +31,7 @@ omits the flag, and fails (asking to remove this wrapper) the day upstream sets 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 #: seconds to wait for a TCP connection to an object store before giving up on an attempt
@@ -151,3 +152,38 @@ def remote_error(url: str, exc: BaseException) -> str | None:
     if "NoSuchBucket" in names or "bucket does not exist" in text:
         return f"bucket '{bucket}' of {url} does not exist (at this endpoint): check the URL, or create the bucket"
     return None
+
+
+#: obstore's failed GET (litdata's chunk downloads) and botocore's refused connection, as their messages say them
+_FAILED_GET = re.compile(
+    r"Error performing GET (\S+?)(?: in [\d.]+m?s)?(?:, (after \d+ retries))?[,:]?\s(?:.*?HTTP error: ([^\n]*))?"
+)
+_NO_ENDPOINT = re.compile(r'Could not connect to the endpoint URL: "([^"]+)"')
+
+
+def download_failure(exc: BaseException) -> str | None:
+    """One line for a chunk download that failed while a fit streamed from an object store (None: not one).
+
+    litdata's prefetch thread (obstore underneath) stops on a failed GET and the reader re-raises it — in a
+    DataLoader worker, as text inside torch's re-raised exception — so the URL is read from the messages of
+    the exception chain: the chunk is the URL's path after the dataset version, the endpoint its scheme and host.
+    """
+    chain, seen = [exc], 0
+    while seen < 8 and (chain[-1].__cause__ is not None or chain[-1].__context__ is not None):
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+        seen += 1
+    text = "\n".join(str(e) for e in chain)
+    match = _FAILED_GET.search(text) or _NO_ENDPOINT.search(text)
+    if match is None:
+        return None
+    url = match.group(1)
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    host, _, path = rest.partition("/")
+    endpoint = f"{scheme}://{host}" if scheme else host
+    chunk = "/".join(path.split("/")[-2:])  # <split>/chunk-<r>-<i>.bin
+    groups = match.groups()
+    reason = "; ".join(g.strip() for g in groups[1:] if g) if len(groups) > 1 else "connection refused"
+    return (
+        f"downloading {chunk} ({path}) from the object store at {endpoint} failed"
+        f"{f' ({reason})' if reason else ''}: the store stopped answering in the middle of the fit"
+    )

@@ -24,7 +24,8 @@ from lit_ffn.experiments.study import Pair, Study
 from lit_ffn.provenance import run_commit
 from lit_ffn.training.batch_plan import device_count
 
-_THROUGHPUT_TAGS = ("train/tokens_per_sec",)
+#: lit_ffn's throughput tag, then its name in runs written before it moved to the ``vitals`` group.
+_THROUGHPUT_TAGS = ("vitals/tokens_per_sec", "train/tokens_per_sec")
 
 
 def tokens_per_step(config: dict[str, Any]) -> int | None:
@@ -49,8 +50,8 @@ def tokens_per_step(config: dict[str, Any]) -> int | None:
 def tokens_per_second(scalars: dict[str, list], config: dict[str, Any], run_dir: Path) -> tuple[float | None, str]:
     """Training throughput of a run and where it came from.
 
-    1. a throughput tag (``train/tokens_per_sec`` of lit_ffn's
-       ``TokenThroughputMonitor``, else any ``…tokens_per_sec`` or Lightning
+    1. a throughput tag (``vitals/tokens_per_sec`` of lit_ffn's
+       ``TokenThroughputMonitor``, ``train/tokens_per_sec`` in older runs, else any ``…tokens_per_sec`` or Lightning
        ``…items_per_sec`` that is not per device): the median of its values;
     2. else the wall times of the ``train/loss`` events: the median over
        consecutive logged steps of ``tokens per step · Δstep / Δt``

@@ -3,7 +3,7 @@ and the compute multipliers (:mod:`lit_ffn.experiments.scaling`), ``scaling.csv`
 
 Training compute of a run: ``C = flops_per_token × tokens trained`` with lit_ffn's
 :func:`lit_ffn.flops.flops_per_token` (6·N with the LM head matmul, plus causal attention; embedding
-lookup excluded — the count ``train/mfu`` uses) at the run's ``data.seq_len``, and tokens trained
+lookup excluded — the count ``vitals/mfu`` uses) at the run's ``data.seq_len``, and tokens trained
 ``= trainer.max_steps × tokens per optimizer step`` from the run's saved config.  Only the
 confirmation runs (or a plain study's runs) enter.
 """

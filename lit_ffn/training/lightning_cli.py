@@ -12,6 +12,7 @@ so runs of different FFNs and seeds sit side by side in TensorBoard, and
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from lit_ffn.callbacks.logging_step import LoggingStepAlignment
 from lit_ffn.callbacks.model_summary import ModelSummary
 from lit_ffn.callbacks.progress import StepProgressBar
 from lit_ffn.data.datamodule import TokenDataModule
+from lit_ffn.data.remote import download_failure
 from lit_ffn.errors import UserError
 from lit_ffn.ffn.registry import variant_name
 from lit_ffn.provenance import write_provenance
@@ -39,13 +41,23 @@ from lit_ffn.training.checks import (
 )
 from lit_ffn.training.console import quiet_lightning_console
 from lit_ffn.training.logger import CLASS_PATH as LOGGER_CLASS_PATH
-from lit_ffn.training.logger import LIT_FFN_LOGGERS
+from lit_ffn.training.logger import LIT_FFN_LOGGERS, TRACKING_LOGGERS
 from lit_ffn.training.module import LitDecoder
 from lit_ffn.training.preemption import GracefulStop
 from lit_ffn.training.summary import RunSummary
 
 #: Loggers (class names) whose runs live in ``<save_dir>/<name>/<version>``: lit_ffn names their version.
 RUN_DIRECTORY_LOGGERS = ("TensorBoardLogger", "CSVLogger")
+
+#: Where MLflow and W&B runs keep their local files (``runs/<experiment>/<variant>/seed_<seed>``): the
+#: directory lit_ffn's default TensorBoard logger uses.
+TRACKING_RUNS_DIR = "runs"
+
+#: Lightning's defaults of the init_args lit_ffn's default TensorBoard logger shares with MLflow's / W&B's.
+TRACKING_DEFAULTS = {
+    "lit_ffn.training.tracking.MLFlowLogger": {"save_dir": "./mlruns"},
+    "lit_ffn.training.tracking.WandbLogger": {"save_dir": "."},
+}
 
 DEFAULT_LOGGER = {
     "class_path": LOGGER_CLASS_PATH,
@@ -146,6 +158,15 @@ class LitFFNCLI(LightningCLI):
         finish the step, save ``last.ckpt`` and stop (``self.graceful_stop.stopped_by`` says which)."""
         trainer = super().instantiate_trainer(**kwargs)
         self.graceful_stop, self.run_summary = GracefulStop(), RunSummary()
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = getattr(trainer.logger, "run_dir", None)  # MLflow, W&B (training/tracking.py)
+        for checkpoint in trainer.checkpoint_callbacks if run_dir is not None else []:
+            if checkpoint.dirpath is None:  # Lightning's: <save_dir>/<experiment id>/<run id>/checkpoints
+                checkpoint.dirpath = os.path.join(run_dir, "checkpoints")  # before `--ckpt_path last` is looked up
+        if self.subcommand == "fit" and config.get("ckpt_path") is not None:
+            for logger in trainer.loggers:  # MLflow, W&B: a resumed fit logs to the run it continues
+                if hasattr(logger, "continue_run"):
+                    logger.continue_run()
         if self.subcommand in (None, "fit"):
             trainer.callbacks += [self.graceful_stop, self.run_summary]
             trainer.callbacks.insert(0, LoggingStepAlignment())  # first: before any callback logs a step
@@ -165,6 +186,20 @@ class LitFFNCLI(LightningCLI):
         if run_dir is None:
             return "lit_ffn fit --config <the run's config.yaml> --ckpt_path last"
         return f"lit_ffn fit --config {run_dir / 'config.yaml'} --ckpt_path last"
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Lightning's, except that a chunk download that fails mid-fit (the object store went away) ends in one
+        line naming the chunk and the endpoint, and how to resume from the last checkpoint."""
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception as err:  # re-raised unless it is a failed chunk download
+            message = download_failure(err) if subcommand == "fit" else None
+            if message is None:
+                raise
+            raise UserError(
+                f"{message}; the run's last.ckpt (every checkpoint.every_n_train_steps steps) is intact: once the "
+                f"store answers, resume with `{self.resume_command()}`"
+            ) from None
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI (2.6) torch.loads a --ckpt_path file while parsing, to take the model's
@@ -211,16 +246,18 @@ class LitFFNCLI(LightningCLI):
                 differences = config_differences(saved, current)
             except (yaml.YAMLError, OSError, TypeError, ValueError):
                 differences = []
-        version = str(config.trainer.logger.init_args.version)
         suffix = 2
         while (run_dir.parent / f"{run_dir.name}_{suffix}").exists():
             suffix += 1
-        new_version = f"{version}_{suffix}"
+        init_args = config.trainer.logger.init_args
+        if init_args.get("version") is not None:  # TensorBoard, CSV: <save_dir>/<name>/<version>
+            new_name = f"--trainer.logger.init_args.version={init_args.version}_{suffix}"
+        else:  # MLflow, W&B (lit_ffn.training.tracking): run_dir
+            new_name = f"--trainer.logger.init_args.run_dir={run_dir}_{suffix}"
         changed = f"; this command differs from it in {', '.join(differences)}" if differences else ""
         return (
             f"run directory {run_dir} already holds checkpoints/last.ckpt{changed}: resume that run with "
-            f"`lit_ffn fit --config {saved_path} --ckpt_path last`, or start a new run with "
-            f"--trainer.logger.init_args.version={new_version}"
+            f"`lit_ffn fit --config {saved_path} --ckpt_path last`, or start a new run with {new_name}"
         )
 
     def _strategy_name(self) -> str:
@@ -287,14 +324,33 @@ class LitFFNCLI(LightningCLI):
         TensorBoard and CSV loggers lay runs out as ``<save_dir>/<name>/<version>`` (their ``log_dir``, where
         Lightning also puts ``checkpoints/`` and ``config.yaml``): the version defaults to
         ``<ffn variant>/seed_<seed>`` for both, so a CSV run sits where its TensorBoard twin would.
+        MLflow and W&B (:mod:`lit_ffn.training.tracking`) get ``run_dir`` =
+        ``runs/<experiment_name or project>/<ffn variant>/seed_<seed>`` and the tracking run's name
+        ``<experiment>/<ffn variant>/seed_<seed>``, unless given.
         """
         logger = config.get("trainer", {}).get("logger")
         class_path = str(logger.get("class_path", "")) if hasattr(logger, "get") else ""
+        if class_path in LIT_FFN_LOGGERS:  # the same logger without the constant `epoch` card; CSV: kept on resume;
+            class_path = logger.class_path = LIT_FFN_LOGGERS[class_path]  # MLflow, W&B: with a run directory
+        version = f"{variant_name(config.model.ffn)}/seed_{config.get('seed_everything')}"
+        init_args = logger.init_args if class_path else None
+        if class_path in TRACKING_LOGGERS:
+            experiment_key, run_name_key = TRACKING_LOGGERS[class_path]
+            # jsonargparse keeps the init_args of the default TensorBoard logger that the new class also takes
+            # (`name: default`, `save_dir: runs`): a W&B run named "default", an MLflow file store in runs/.
+            for key, value in DEFAULT_LOGGER["init_args"].items():
+                if init_args.get(key) == value:
+                    init_args[key] = TRACKING_DEFAULTS[class_path].get(key)
+            experiment = init_args.get(experiment_key) or os.environ.get(
+                "WANDB_PROJECT" if experiment_key == "project" else "MLFLOW_EXPERIMENT_NAME", "lightning_logs"
+            )
+            if init_args.get("run_dir") is None:
+                init_args.run_dir = str(Path(TRACKING_RUNS_DIR) / experiment / version)
+            if init_args.get(run_name_key) is None:
+                init_args[run_name_key] = f"{experiment}/{version}"
+            return Path(init_args.run_dir)
         if not class_path.endswith(RUN_DIRECTORY_LOGGERS):
             return None
-        if class_path in LIT_FFN_LOGGERS:  # the same logger without the constant `epoch` card; CSV: kept on resume
-            logger.class_path = LIT_FFN_LOGGERS[class_path]
-        init_args = logger.init_args
         if init_args.get("version") is None:
-            init_args.version = f"{variant_name(config.model.ffn)}/seed_{config.get('seed_everything')}"
+            init_args.version = version
         return Path(init_args.save_dir) / (init_args.get("name") or "") / str(init_args.version)

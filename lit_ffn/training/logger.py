@@ -25,10 +25,21 @@ CLASS_PATH = "lit_ffn.training.logger.TensorBoardLogger"
 LIT_FFN_LOGGERS = {
     LIGHTNING_CLASS_PATH: CLASS_PATH,
     "lightning.pytorch.loggers.CSVLogger": "lit_ffn.training.logger.CSVLogger",
+    # MLflow and W&B with a run directory, a resumable tracking run and one-line errors (training/tracking.py)
+    "lightning.pytorch.loggers.MLFlowLogger": "lit_ffn.training.tracking.MLFlowLogger",
+    "lightning.pytorch.loggers.mlflow.MLFlowLogger": "lit_ffn.training.tracking.MLFlowLogger",
+    "lightning.pytorch.loggers.WandbLogger": "lit_ffn.training.tracking.WandbLogger",
+    "lightning.pytorch.loggers.wandb.WandbLogger": "lit_ffn.training.tracking.WandbLogger",
+}
+#: lit_ffn's tracking loggers → (the argument naming the experiment, the argument naming the run).
+TRACKING_LOGGERS = {
+    "lit_ffn.training.tracking.MLFlowLogger": ("experiment_name", "run_name"),
+    "lit_ffn.training.tracking.WandbLogger": ("project", "name"),
 }
 
 
-def _without_epoch(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def without_epoch(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """``metrics`` less Lightning's ``epoch`` (module docstring); lit_ffn's MLflow and W&B loggers use it too."""
     return {key: value for key, value in metrics.items() if key != "epoch"}
 
 
@@ -36,7 +47,7 @@ class TensorBoardLogger(LightningTensorBoardLogger):
     """``lightning.pytorch.loggers.TensorBoardLogger`` that does not write Lightning's ``epoch`` scalar."""
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        super().log_metrics(_without_epoch(metrics), step)
+        super().log_metrics(without_epoch(metrics), step)
 
 
 class _AppendingWriter(ExperimentWriter):
@@ -69,7 +80,15 @@ class CSVLogger(LightningCSVLogger):
         return self._experiment
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        super().log_metrics(_without_epoch(metrics), step)
+        super().log_metrics(without_epoch(metrics), step)
 
 
-__all__ = ["CLASS_PATH", "LIGHTNING_CLASS_PATH", "LIT_FFN_LOGGERS", "CSVLogger", "TensorBoardLogger"]
+__all__ = [
+    "CLASS_PATH",
+    "LIGHTNING_CLASS_PATH",
+    "LIT_FFN_LOGGERS",
+    "TRACKING_LOGGERS",
+    "CSVLogger",
+    "TensorBoardLogger",
+    "without_epoch",
+]

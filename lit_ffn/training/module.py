@@ -25,7 +25,7 @@ from lit_ffn.training.optim import Schedule, lr_multiplier, unwrapped_parameter_
 from lit_ffn.training.schedule import DecayStartCheckpoint, realign_learning_rates
 
 #: The learning rate's tag prefix (LearningRateMonitor adds ``/decay`` and ``/no_decay``, the parameter groups).
-LR_TAG = "train/lr"
+LR_TAG = "vitals/lr"
 
 
 class LitDecoder(L.LightningModule):
@@ -277,8 +277,9 @@ class LitDecoder(L.LightningModule):
             optimizer,
             lambda step: lr_multiplier(kind, step, hp.warmup_steps, int(total_steps), hp.min_lr_ratio, decay_fraction),
         )
-        # "name": LearningRateMonitor's tag, train/lr/<param group>: in TensorBoard's `train` group, next to the
-        # loss and throughput (Lightning's default, lr-AdamW/…, is a group of its own: docs/gates.md)
+        # "name": LearningRateMonitor's tag, vitals/lr/<param group>: in TensorBoard's `vitals` group with the
+        # gradient norm and throughput, after `train` and `val` (Lightning's lr-AdamW/… would be a group of its
+        # own, first: docs/gates.md)
         scheduler = {"scheduler": schedule, "interval": "step", "name": LR_TAG}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 

@@ -63,6 +63,7 @@ class RunSummary(Callback):
         if history:
             lines += _reference_lines(getattr(trainer.datamodule, "meta", None) or {}, history[-1][1])
         lines += [self.trained_line(trainer)]
+        lines += [f"  {line[0]}" for line in _tracking(trainer)]
         if run_dir is not None:
             lines += self.next_lines(trainer, pl_module, run_dir, interrupted)
         return "\n".join(lines)
@@ -95,6 +96,7 @@ class RunSummary(Callback):
             if any(isinstance(logger, TensorBoardLogger) for logger in trainer.loggers)
             else []
         )
+        look += [command for lines in _tracking(trainer) for command in lines[1:]]  # MLflow's page, `wandb sync`
         metrics = run_dir / "metrics.csv"
         if any(isinstance(logger, CSVLogger) for logger in trainer.loggers):
             look.append(f"{metrics}   (every logged metric, one row per step)")
@@ -111,6 +113,12 @@ class RunSummary(Callback):
         validate = [f"lit_ffn validate --config {config} --ckpt_path {checkpoints / 'last.ckpt'}"]
         commands = look + resume + validate
         return [f"  next       {commands[0]}"] + [f"             {command}" for command in commands[1:]]
+
+
+def _tracking(trainer: Trainer) -> list[list[str]]:
+    """Per MLflow / W&B logger (:mod:`lit_ffn.training.tracking`): its line (the tracking URI or project and the
+    run id), then where to look at the run (MLflow's page of the run, the ``wandb sync`` command)."""
+    return [logger.summary_lines() for logger in trainer.loggers if hasattr(logger, "summary_lines")]
 
 
 def _reference_lines(meta: dict[str, Any], final: float) -> list[str]:

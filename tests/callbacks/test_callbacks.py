@@ -338,7 +338,7 @@ def test_compiled_blocks_give_the_same_statistics_without_graph_breaks(tmp_path:
 # ---------------------------------------------------- grad norm, throughput
 def test_grad_norm_is_logged_before_clipping(tmp_path: Path) -> None:
     events = read_events(fit(tmp_path, tiny_module(), [GradNormMonitor()], steps=2, gradient_clip_val=1e-3))
-    logged = scalars(events, "train/grad_norm")
+    logged = scalars(events, "vitals/grad_norm")
     assert sorted(logged) == [0, 1]
 
     reference = tiny_module()  # the same initial weights, the same first batch
@@ -358,19 +358,19 @@ def test_throughput_tags_count_tokens_per_optimizer_step(tmp_path: Path, accumul
         )
     )
     tokens_per_step = accumulate * 4 * SEQ
-    assert scalars(events, "train/tokens_seen") == {k: (k + 1) * tokens_per_step for k in range(3)}
-    time_ = scalars(events, "train/time")
+    assert scalars(events, "vitals/tokens_seen") == {k: (k + 1) * tokens_per_step for k in range(3)}
+    time_ = scalars(events, "vitals/time")
     assert sorted(time_) == [0, 1, 2] and time_[0] < time_[1] < time_[2]
-    step_time = scalars(events, "train/step_time")
+    step_time = scalars(events, "vitals/step_time")
     assert step_time[2] == pytest.approx(time_[2] - time_[1], rel=1e-4)
-    tokens_per_sec = scalars(events, "train/tokens_per_sec")  # rates need two logged points (window 2)
-    flops = scalars(events, "train/device/flops_per_sec")
-    mfu = scalars(events, "train/mfu")
+    tokens_per_sec = scalars(events, "vitals/tokens_per_sec")  # rates need two logged points (window 2)
+    flops = scalars(events, "vitals/device/flops_per_sec")
+    mfu = scalars(events, "vitals/mfu")
     assert sorted(tokens_per_sec) == sorted(flops) == sorted(mfu) == [1, 2]
     assert tokens_per_sec[2] == pytest.approx(tokens_per_step / (time_[2] - time_[1]), rel=1e-4)
     assert flops[2] == pytest.approx(tokens_per_sec[2] * module.flops_per_token(SEQ), rel=1e-4)
     assert mfu[2] == pytest.approx(flops[2] / 1e9, rel=1e-4)
-    assert "train/device/peak_memory_gib" not in events.Tags()["scalars"]  # CUDA only
+    assert "vitals/device/peak_memory_gib" not in events.Tags()["scalars"]  # CUDA only
 
 
 def test_bad_callback_arguments_are_user_errors() -> None:
@@ -440,22 +440,22 @@ def test_quickstart_callbacks_write_the_whole_picture(tmp_path: Path, tiny_datas
     tags = set(events.Tags()["scalars"])
     assert {
         "train/loss",
-        "train/grad_norm",
-        "train/tokens_seen",
-        "train/tokens_per_sec",
-        "train/mfu",
-        "train/step_time",
-        "train/time",
+        "vitals/grad_norm",
+        "vitals/tokens_seen",
+        "vitals/tokens_per_sec",
+        "vitals/mfu",
+        "vitals/step_time",
+        "vitals/time",
         "val/loss",
         "val/ppl",
     } <= tags
-    assert {"train/lr/decay", "train/lr/no_decay"} <= set(tags)  # LearningRateMonitor, in the train group
+    assert {"vitals/lr/decay", "vitals/lr/no_decay"} <= set(tags)  # LearningRateMonitor, in the vitals group
     every = shipped[names.index("lit_ffn.callbacks.GateStatistics")]["init_args"]["every_n_steps"]
     gate_steps = sorted(scalars(events, "z_gates/layer_01/act_frac_near_zero"))
     assert gate_steps == sorted({*range(0, 6, every), 5})
     assert scalars(events, "z_gates/layer_00/temperature")[0] == 1.0
     assert scalars(events, "z_gates/layer_00/act_frac_negative")[0] == 0.0  # a ReLU is never negative
-    assert scalars(events, "train/tokens_seen")[5] == 6 * 4 * 32  # 6 steps × batch 4 × seq_len 32
+    assert scalars(events, "vitals/tokens_seen")[5] == 6 * 4 * 32  # 6 steps × batch 4 × seq_len 32
 
     content = events.PluginTagToContent("hparams")
     assert set(content) == {"_hparams_/experiment", "_hparams_/session_start_info", "_hparams_/session_end_info"}
@@ -470,9 +470,9 @@ def test_quickstart_callbacks_write_the_whole_picture(tmp_path: Path, tiny_datas
     # resumed: tokens and training time go on from the checkpoint; no second HPARAMS session
     assert main(["fit", "--config", str(run_dir / "config.yaml"), "--ckpt_path", "last", "--trainer.max_steps=8"]) == 0
     resumed = read_events(run_dir)
-    tokens = resumed.Scalars("train/tokens_seen")
+    tokens = resumed.Scalars("vitals/tokens_seen")
     assert tokens[-1].value == 8 * 4 * 32 and [p.value for p in tokens] == sorted(p.value for p in tokens)
-    time_ = [p.value for p in resumed.Scalars("train/time")]
+    time_ = [p.value for p in resumed.Scalars("vitals/time")]
     assert time_ == sorted(time_)
     starts = sum(1 for f in run_dir.glob("events.out.tfevents.*") for _ in _hparams_sessions(f))
     assert starts == 1

@@ -3,12 +3,17 @@ exist, an endpoint that does not answer, a prefix that holds no (complete) datas
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
+from lightning.pytorch import Callback
 
 from lit_ffn.cli import main
 from lit_ffn.data import TokenDataModule
@@ -95,3 +100,47 @@ def test_an_endpoint_that_never_answers_fails_within_its_timeouts(
     assert message.startswith("cannot reach the object store for s3://lake/ds (Read timeout on endpoint URL")
     # not a speed threshold: without bounded timeouts and retries this took minutes (s3fs × botocore retries)
     assert elapsed < 60, f"a silent endpoint took {elapsed:.0f} s to fail with 1 s timeouts and 2 attempts"
+
+
+class KillServerAtStep(Callback):
+    """Test callback: SIGKILL the process ``pid`` (an S3 server) once training has reached ``step``."""
+
+    def __init__(self, pid: int, step: int) -> None:
+        self.pid, self.step = pid, step
+
+    def on_train_batch_end(self, trainer: Any, *_: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def test_an_endpoint_gone_mid_fit_is_one_line_naming_the_chunk_and_the_endpoint(
+    tiny_dataset: Path, tiny_tokenizer: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    """A fit streams 1-chunk steps from a server of its own, which is killed after step 2: the fit ends in one
+    line naming the chunk and the endpoint, and the step-2 last.ckpt is intact for the resume it prints."""
+    import boto3
+
+    from lit_ffn.data.prepare import prepare_dataset
+    from lit_ffn.training.checks import check_checkpoint_path
+
+    proc, endpoint = start_moto(tmp_path / "moto.log")
+    try:
+        aws_env(monkeypatch, endpoint, tmp_path)
+        boto3.client("s3").create_bucket(Bucket="gone-mid-fit")
+        url = "s3://gone-mid-fit/ds"
+        docs = [str(tiny_dataset.parent / "docs.parquet")]
+        prepare_dataset(docs, url, tokenizer=str(tiny_tokenizer), val_fraction=0.1, chunk_bytes=4096)
+        args = tiny_fit_args(url, tmp_path, f"--data.cache_dir={tmp_path / 'cache'}", "--data.batch_size=64",  # type: ignore[arg-type]
+                             "--trainer.val_check_interval=1000", "--checkpoint.every_n_train_steps=2",
+                             "--trainer.callbacks+=tests.data.test_s3_errors.KillServerAtStep",
+                             f"--trainer.callbacks.pid={proc.pid}", "--trainer.callbacks.step=2", steps=60)  # fmt: skip
+        assert main(args) == 2  # ~1 chunk a step: litdata's prefetch cannot have fetched them all by step 2
+    finally:
+        stop(proc)
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # litdata's own crash report comes before it
+    assert last.startswith("lit_ffn: error: downloading train/chunk-0-") and f"at {endpoint} failed" in last, last
+    run = tmp_path / "runs" / "tiny" / "SwiGLU" / "seed_0"
+    assert last.endswith(f"resume with `lit_ffn fit --config {run / 'config.yaml'} --ckpt_path last`"), last
+    check_checkpoint_path(str(run / "checkpoints" / "last.ckpt"), None)  # a whole checkpoint, not a partial one
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] >= 2

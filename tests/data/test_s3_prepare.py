@@ -136,3 +136,28 @@ def test_a_file_named_by_meta_that_went_missing_is_refused(
         f"of another size (first: {chunk}); rerun the lit_ffn prepare command that wrote it"
     )
     assert json.loads(s3.fs().cat(f"{s3.bucket}/ds/meta.json"))["root"] == meta["root"]
+
+
+def test_storage_options_flag_names_the_endpoint_without_the_environment(
+    s3: S3, tiny_tokenizer: Path, inputs: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    """``--storage-options`` (JSON or @file) carries what AWS_ENDPOINT_URL would: prepare and --inspect."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    url, options = s3.url("opts"), json.dumps({"endpoint_url": s3.endpoint})
+    args = ["--input", inputs[1], "--output", url, "--tokenizer", str(tiny_tokenizer), "--storage-options", options]
+    assert prepare_main(args) == 0, capsys.readouterr().err
+    assert read_meta(url, {"endpoint_url": s3.endpoint})["root"].startswith("v-")
+    (tmp_path / "s3.json").write_text(options)
+    capsys.readouterr()
+    assert prepare_main(["--inspect", url, "--samples", "1", "--storage-options", f"@{tmp_path / 's3.json'}"]) == 0
+    assert "--- train block 0 of" in capsys.readouterr().out
+
+    for bad, message in [
+        ("{endpoint", "--storage-options is not JSON"),
+        ('["x"]', "--storage-options must be a JSON object of storage options, got list"),
+        (f"@{tmp_path / 'missing.json'}", f"cannot read --storage-options file {tmp_path / 'missing.json'}"),
+    ]:
+        assert prepare_main(["--inspect", url, "--storage-options", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"lit_ffn prepare: error: {message}"), err

@@ -30,7 +30,7 @@ def run_dir(root: Path) -> Path:
 
 def lr_trace(root: Path) -> list[tuple[int, float]]:
     """The run's learning rate per step (a step written twice, by a resumed fit: its last write)."""
-    return read_scalars(run_dir(root))["train/lr/decay"]
+    return read_scalars(run_dir(root))["vitals/lr/decay"]
 
 
 def weights(root: Path) -> dict[str, torch.Tensor]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from lit_ffn.data.format import unigram_reference
@@ -70,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing dataset once the new one is complete"
     )
+    parser.add_argument(
+        "--storage-options",
+        metavar="JSON_OR_@FILE",
+        help="object-store options of an s3:// or gs:// --output (or --inspect URL), as data.storage_options: "
+        'a JSON object, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\', or @FILE holding one',
+    )
     parser.add_argument("--inspect", metavar="DIR", help="print the meta of DIR and decode sample blocks")
     parser.add_argument("--samples", type=int, default=3, help="blocks per split shown by --inspect (default: 3)")
     parser.add_argument("--block-size", type=int, default=257, help="tokens per block for --inspect (seq_len + 1)")
@@ -82,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         args = parser.parse_args(argv)
+        storage_options = parse_storage_options(args.storage_options)
         if args.inspect:
             if args.input or args.output:
                 raise PrepareError("--inspect takes no --input / --output")
-            inspect_dataset(args.inspect, samples=args.samples, block_size=args.block_size)
+            inspect_dataset(
+                args.inspect, samples=args.samples, block_size=args.block_size, storage_options=storage_options
+            )
             return
         if not args.input or not args.output:
             raise PrepareError("the following arguments are required: --input, --output (or use --inspect DIR)")
@@ -101,10 +112,34 @@ def main(argv: list[str] | None = None) -> int:
             eos_token=args.eos_token,
             chunk_bytes=args.chunk_bytes,
             verbose=True,
+            storage_options=storage_options,
         )
         print(_summary(args.output, meta))
 
     return run_tool(parser.prog, body)  # PrepareError, DatasetError, TokenizerError: one line
+
+
+def parse_storage_options(text: str | None) -> dict[str, Any] | None:
+    """``--storage-options``: a JSON object, or ``@FILE`` holding one (None: the flag was not given)."""
+    if text is None:
+        return None
+    source = "--storage-options"
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        source = f"--storage-options file {path}"
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise PrepareError(f"cannot read {source}: {exc.strerror or exc}") from None
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise PrepareError(
+            f'{source} is not JSON ({exc}): give an object such as \'{{"endpoint_url": "http://host:9000"}}\''
+        ) from None
+    if not isinstance(options, dict):
+        raise PrepareError(f"{source} must be a JSON object of storage options, got {type(options).__name__}")
+    return options
 
 
 def _train_vocab_size(args: argparse.Namespace) -> int | None:

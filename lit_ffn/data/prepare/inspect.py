@@ -14,10 +14,16 @@ from lit_ffn.data.tokenizer import Tokenizer, load_tokenizer
 
 
 def sample_blocks(
-    data_dir: str | os.PathLike[str], split: str, block_size: int, count: int, meta: dict[str, Any] | None = None
+    data_dir: str | os.PathLike[str],
+    split: str,
+    block_size: int,
+    count: int,
+    meta: dict[str, Any] | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[tuple[int, int, list[int]]]:
     """``count`` evenly spaced blocks of ``block_size`` tokens, exactly as training reads them
-    (``meta``: the dataset's, which places the splits of object-store output).
+    (``meta``: the dataset's, which places the splits of object-store output; ``storage_options``: as
+    ``data.storage_options``).
 
     Returns:
         ``(index, number_of_blocks, token_ids)`` per sample.
@@ -29,7 +35,7 @@ def sample_blocks(
     if url.startswith("s3://"):
         install_allow_http_fix()  # litdata 0.2.76 and http:// endpoints (lit_ffn.data.remote)
     dataset = StreamingDataset(
-        url, item_loader=TokensLoader(block_size=block_size), storage_options=litdata_options(url, None)
+        url, item_loader=TokensLoader(block_size=block_size), storage_options=litdata_options(url, storage_options)
     )
     total = len(dataset)
     indices = sorted({round(i * (total - 1) / max(count - 1, 1)) for i in range(min(count, total))})
@@ -49,14 +55,20 @@ def render_block(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
     return "⟨eos⟩".join(pieces)
 
 
-def inspect_dataset(data_dir: str, samples: int = 3, block_size: int = 257, out: Any = None) -> None:
+def inspect_dataset(
+    data_dir: str,
+    samples: int = 3,
+    block_size: int = 257,
+    out: Any = None,
+    storage_options: dict[str, Any] | None = None,
+) -> None:
     """Print the meta of a dataset and decode a few training and validation blocks."""
     out = out or sys.stdout
-    meta = read_meta(data_dir)
+    meta = read_meta(data_dir, storage_options)
     print(json.dumps({key: value for key, value in meta.items() if key != "inputs"}, indent=2), file=out)
     tok = load_tokenizer(tokenizer_spec(data_dir, meta))
     for split in SPLITS:
-        blocks = sample_blocks(data_dir, split, block_size, samples, meta)
+        blocks = sample_blocks(data_dir, split, block_size, samples, meta, storage_options)
         if not blocks:
             print(f"\n--- {split}: no block of {block_size} tokens fits in one chunk ---", file=out)
         for index, total, ids in blocks:
