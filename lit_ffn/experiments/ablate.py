@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lit_ffn.errors import UserError
+from lit_ffn.experiments import tuning
 from lit_ffn.experiments.report import write_report
 from lit_ffn.experiments.runner import (  # noqa: F401 - re-exported: the launchers and codes belong to the CLI too
     DIVERGED_EXIT_CODE,
@@ -183,6 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"{' '.join(map(str, DEFAULT_TUNE_SEEDS))}; one seed makes the choice itself a coin flip)",
     )
     parser.add_argument(
+        "--tune-rule",
+        "--lr-rule",
+        dest="tune_rule",
+        choices=tuning.RULES,
+        default=None,
+        help=f"how each variant's grid point is chosen from its tuning runs: mean (lowest mean loss), upper "
+        "(lowest mean + t_{n-1,0.8}·SE: a point whose seeds disagree is penalised), fit (lowest value of a "
+        f"parabola fitted through the means; one numeric key); default {tuning.DEFAULT_RULE} "
+        "(lit_ffn.experiments.tuning; the simulation behind the default: docs/experiments.md)",
+    )
+    parser.add_argument(
         "--eval-tasks",
         type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
         default=[],
@@ -263,6 +275,7 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             tune=args.tune,
             tune_seeds=args.tune_seeds,
             ladder=args.ladder,
+            tune_rule=args.tune_rule,
             eval_tasks=args.eval_tasks,
             eval_include_path=args.eval_include_path,
             eval_limit=args.eval_limit,
