@@ -6,6 +6,7 @@
     lit_ffn ablate --report DIR                  # rebuild the report from the runs on disk
     lit_ffn ablate … --tune model.lr=1e-4,3e-4,1e-3 --tune-seeds 100 101   # tune per variant, confirm on --seeds
     lit_ffn ablate … --ladder configs/ladder/cpu/*.yaml                    # every run at each rung; scaling fits
+    lit_ffn ablate … --out PILOT --plan --target-mdd 0.02                  # seeds needed, from a pilot's runs
 
 The command line of a study: planning is :mod:`lit_ffn.experiments.study` (pairs, run
 directories, fit commands, ``DIR/study.json``), running :mod:`lit_ffn.experiments.runner`
@@ -217,6 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--slurm-array", metavar="FILE", help="write a SLURM array script (one task per pair)")
     mode.add_argument("--report", metavar="DIR", help="only rebuild DIR/results.* from the runs on disk")
     mode.add_argument("--task", type=int, metavar="I", help="run only pair I (what each SLURM array task calls)")
+    mode.add_argument(
+        "--plan",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PILOT_DIR",
+        help="print the seeds per variant each comparison needs for --target-mdd, from the finished runs of a "
+        "pilot study (PILOT_DIR, else --out), and write plan.json (the report states the MDD it was planned "
+        "for); runs nothing (lit_ffn.experiments.planner)",
+    )
+    parser.add_argument("--target-mdd", type=float, metavar="D", help="--plan: the difference (nats) to detect")
+    parser.add_argument("--alpha", type=float, default=0.05, help="--plan: two-sided level (default 0.05)")
+    parser.add_argument("--power", type=float, default=0.8, help="--plan: power (default 0.8)")
     parser.add_argument(
         "--sbatch",
         action="append",
@@ -257,6 +271,12 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
+        if args.plan is not None:  # before make_study: a plan reads a pilot and runs nothing
+            from lit_ffn.experiments.planner import plan_command
+
+            return plan_command(args.plan or None, args.out, args.target_mdd, args.alpha, args.power, args.baseline)
+        if args.target_mdd is not None:
+            raise UserError("--target-mdd is for --plan (the seeds a study needs); add --plan")
         if args.report:
             study = Study.load(Path(args.report))
             paths = write_report(study, args.baseline)
