@@ -93,7 +93,7 @@ def tuning_note(study: Study, variant: str, rung: str = "") -> str:
     if losses is None:
         return ""
     try:
-        choice = tuning.choose(study.tune, losses, study.tune_rule)
+        choice = tuning.choose(study.tune, losses, getattr(study, "tune_rule", tuning.DEFAULT_RULE))
     except UserError:  # every tuning run diverged: the tuning table says so, no confirmation ran
         return "; every tuning run diverged"
     won = tuning.margin(choice, losses)
