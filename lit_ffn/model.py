@@ -26,6 +26,13 @@ runs only the new tokens, at positions ``cache.length …``, attending to the
 keys and values the cache holds for the earlier ones (``lit_ffn.inference``).
 Without a cache — training, validation — the code path is the plain causal
 one above, unchanged.
+
+Initialisation by path (:meth:`Decoder.init_weights`): every tensor's initial values come from its
+own random stream, keyed by the model's ``init_seed`` and the tensor's name in the decoder
+(``layers.2.attn.q_proj.weight``), as Levanter splits its model key per layer and projection.
+Changing one module (another FFN class or width) therefore leaves every other module's initial
+weights exactly as they were, and a decoder materialised from the meta device (FSDP2) gets the same
+values as one built on a CPU, shard by shard.
 """
 
 from __future__ import annotations
@@ -38,8 +45,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_ffn.loss_backends import linear_cross_entropy
+from lit_ffn.seeds import path_seed
 
 FFNFactory = Callable[[int], nn.Module]
+
+
+def _assign(tensor: torch.Tensor, full: torch.Tensor) -> None:
+    """Copy the full-shape CPU tensor ``full`` into ``tensor``, which may be a DTensor shard (FSDP2):
+    each rank keeps its own slice of the same full tensor (``src_data_rank=None``: no communication)."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(tensor, DTensor):
+        full = distribute_tensor(
+            full.to(tensor.device, tensor.dtype), tensor.device_mesh, tensor.placements, src_data_rank=None
+        )
+    tensor.copy_(full)
+
+
+def normal_by_path(tensor: torch.Tensor, std: float, init_seed: int, path: str) -> None:
+    """Fill ``tensor`` (any device, dtype, or an FSDP2 shard) with N(0, std²) drawn in fp32 on the CPU
+    from the stream :func:`path_seed` ``(init_seed, path)`` (the same values on every device)."""
+    generator = torch.Generator(device="cpu").manual_seed(path_seed(init_seed, path))
+    _assign(tensor, torch.empty(tensor.shape, dtype=torch.float32).normal_(0.0, std, generator=generator))
+
 
 #: How grouped-query attention reaches SDPA (see the module docstring).
 SDPA_GQA_MODES = ("native", "expand")
@@ -270,9 +298,12 @@ class Decoder(nn.Module):
         tie_embeddings: bool = True,
         init_std: float = 0.02,
         sdpa_gqa: str = "native",
+        init_seed: int | None = None,
     ) -> None:
         super().__init__()
         self.vocab_size, self.dim, self.init_std = vocab_size, dim, init_std
+        # None: the seed torch's global generator was last seeded with (seed_everything's, under the CLI)
+        self.init_seed = torch.initial_seed() if init_seed is None else int(init_seed)
         self.embed = nn.Embedding(vocab_size, dim)
         self.rope = RotaryEmbedding(head_dim, rope_theta)
         self.layers = nn.ModuleList(
@@ -293,17 +324,32 @@ class Decoder(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """Normal(0, init_std) for every Linear and the embedding (as Qwen3's
-        ``initializer_range``), zero biases; every other module restores its
-        own initial values through ``reset_parameters()`` (norms, DynamicGEGLU's
-        s and b, …), so this also initialises a model materialised from meta."""
-        for module in self.modules():
+        """Normal(0, init_std) for every Linear and the embedding (as Qwen3's ``initializer_range``),
+        zero biases; every other module restores its own initial values through ``reset_parameters()``
+        (norms, DynamicGEGLU's s and b, …).
+
+        Each weight ``W`` named ``path`` (``layers.1.ffn.up_proj.weight``) is drawn from its own stream,
+        ``torch.Generator().manual_seed(path_seed(init_seed, path))``, in fp32 on the CPU, then copied
+        to its device and dtype (:func:`normal_by_path`); a module's ``reset_parameters()`` runs with
+        the global CPU generator forked and seeded by ``path_seed(init_seed, module path)``, so that a
+        user FFN that draws random values there is keyed by its path too (its CUDA draws are not).
+        Hence a tensor's initial value depends only on ``init_seed``, its name and its shape: not on
+        which other modules exist, their sizes, the order they are built in, or the device.
+
+        Tensors on the meta device are skipped; after ``to_empty()`` this initialises them, including
+        FSDP2 shards (each rank keeps its slice of the full tensor: the same values as unsharded)."""
+        for path, module in self.named_modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=self.init_std)
-                if getattr(module, "bias", None) is not None:
-                    nn.init.zeros_(module.bias)
+                if not module.weight.is_meta:
+                    normal_by_path(module.weight, self.init_std, self.init_seed, f"{path}.weight")
+                if getattr(module, "bias", None) is not None and not module.bias.is_meta:
+                    module.bias.zero_()
             elif module is not self and hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+                if any(t.is_meta for t in module.parameters(recurse=False)):
+                    continue
+                with torch.random.fork_rng(devices=[]):
+                    torch.default_generator.manual_seed(path_seed(self.init_seed, path))
+                    module.reset_parameters()
 
     def forward(
         self,
@@ -360,4 +406,5 @@ __all__ = [
     "RMSNorm",
     "RotaryEmbedding",
     "apply_rotary",
+    "normal_by_path",
 ]

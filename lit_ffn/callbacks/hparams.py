@@ -30,6 +30,7 @@ MODULE_KEYS = (
     "min_lr_ratio",
     "schedule",
     "weight_decay",
+    "init_seed",
 )
 
 
@@ -64,7 +65,8 @@ def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[st
 
     In order: ``ffn`` (the variant name of the run directory, ``GEGLU-approximate=tanh``), ``seed``
     (``seed_everything``), the model and optimizer arguments of :data:`MODULE_KEYS` that the module
-    has, the data shape (``seq_len``, ``batch_size``, ``tokens_per_step``), the length (``max_steps``,
+    has (``init_seed``: the initial weights' stream), the data shape (``seq_len``, ``batch_size``),
+    ``data_seed`` (the data order's stream, :mod:`lit_ffn.seeds`), ``tokens_per_step``, the length (``max_steps``,
     ``tokens`` = max_steps × tokens_per_step), the size (``num_parameters``,
     ``num_parameters_non_embedding``), then ``experiment``, ``ffn_class``, ``commit`` (the code that
     trained it, :mod:`lit_ffn.provenance`), ``precision``, ``world_size``, ``accumulate_grad_batches``,
@@ -84,6 +86,8 @@ def run_hyperparameters(trainer: Trainer, pl_module: LightningModule) -> dict[st
     for key in ("seq_len", "batch_size"):
         if hasattr(datamodule, key):
             params[key] = getattr(datamodule, key)
+    if isinstance(getattr(datamodule, "seed", None), int):
+        params["data_seed"] = datamodule.seed  # the data order's stream (lit_ffn.seeds)
     if "seq_len" in params and "batch_size" in params:
         params["tokens_per_step"] = (
             params["seq_len"] * params["batch_size"] * trainer.accumulate_grad_batches * trainer.world_size

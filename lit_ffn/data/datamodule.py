@@ -26,6 +26,7 @@ sees each rank's place in it.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -39,6 +40,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from lit_ffn.data.format import DatasetError, read_meta, resolve_data_dir
 from lit_ffn.data.remote import install_allow_http_fix, litdata_options, worker_init
 from lit_ffn.errors import UserError
+from lit_ffn.seeds import check_seed
 
 __all__ = ["ResumableLoader", "TokenDataModule", "ValBlocks"]
 
@@ -222,7 +224,8 @@ class TokenDataModule(L.LightningDataModule):
         seq_len: tokens the model sees per sample (blocks are ``seq_len + 1`` tokens).
         batch_size: samples per micro-batch and device (training and validation).
         num_workers: loader worker processes; part of the training order, so keep it across a resume.
-        seed: shuffle seed (linked to ``seed_everything`` by the CLI).
+        seed: shuffle seed, a non-negative integer; ``None``: ``seed_everything``'s (the CLI writes the value
+            into config.yaml; outside it, the ``PL_GLOBAL_SEED`` that ``seed_everything`` sets, else 0).
         vocab_size: the model's vocabulary size (linked from ``model.vocab_size`` by the CLI); the
             dataset's tokenizer must fit in it.
         val_blocks: validate (and test) on the first N blocks of the validation split; ``None``: all.
@@ -241,7 +244,7 @@ class TokenDataModule(L.LightningDataModule):
         seq_len: int = 256,
         batch_size: int = 8,
         num_workers: int = 0,
-        seed: int = 0,
+        seed: int | None = None,
         vocab_size: int | None = None,
         val_blocks: int | None = None,
         cache_dir: str | None = None,
@@ -263,7 +266,8 @@ class TokenDataModule(L.LightningDataModule):
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.seed = seed
+        check_seed("data.seed", seed)
+        self.seed = int(os.environ.get("PL_GLOBAL_SEED", "0")) if seed is None else seed
         self.vocab_size = vocab_size
         self.val_blocks = val_blocks
         self.cache_dir = cache_dir

@@ -10,7 +10,10 @@ applies, in torchtitan's order (``torchtitan/models/llama3/infra/parallelize.py`
 2. ``torch.compile`` of every block's ``forward``, in place (see
    :func:`apply_compile`), so the state-dict keys stay those of the plain
    model and checkpoints move freely between compiled and eager runs;
-3. FSDP2 ``fully_shard`` of every block, then of the decoder (the root).
+3. FSDP2 ``fully_shard`` of every block, then of the decoder (the root);
+4. a decoder built on the meta device (no memory, no init) is then materialised on ``device``
+   (``to_empty``) and initialised by :meth:`~lit_ffn.model.Decoder.init_weights`: every tensor (or
+   FSDP2 shard) from the stream of its own name, so it starts exactly as the same model built on a CPU.
 
 The root group holds the embedding, the final norm and (untied) head.  That
 is also how the **tied** embedding/head is handled: the head weight is the
@@ -120,6 +123,20 @@ def is_fully_sharded(module: nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
+def is_on_meta(decoder: nn.Module) -> bool:
+    """Whether any parameter of ``decoder`` is still on the meta device (built without memory)."""
+    return any(param.is_meta for param in decoder.parameters())
+
+
+def materialize(decoder: Decoder, device: torch.device | str) -> Decoder:
+    """A decoder built on the meta device (sharded or not): storage on ``device``, then the initial
+    weights of :meth:`~lit_ffn.model.Decoder.init_weights` (by name: as if built there, shard by shard)."""
+    if is_on_meta(decoder):
+        decoder.to_empty(device=device)
+        decoder.init_weights()
+    return decoder
+
+
 def parallelize(
     decoder: Decoder,
     *,
@@ -128,22 +145,24 @@ def parallelize(
     mesh: Any | None = None,
     precision: str = "32-true",
     compile_backend: str = "inductor",
+    device: torch.device | str = "cpu",
 ) -> Decoder:
-    """Apply AC, then per-block compile, then FSDP2 (only when ``mesh`` is given: ModelParallelStrategy).
+    """Apply AC, then per-block compile, then FSDP2 (only when ``mesh`` is given: ModelParallelStrategy),
+    then materialise a decoder built on the meta device on ``device`` (:func:`materialize`).
 
     Idempotent: Lightning calls ``configure_model()`` once per ``fit``/``validate``/…
     of a Trainer, and a decoder that is already sharded is left as it is.
     ``mesh`` is the data-parallel 1-D device mesh (``LightningModule.device_mesh["data_parallel"]``).
     """
     if is_fully_sharded(decoder):
-        return decoder
+        return materialize(decoder, device)
     if activation_checkpointing:
         apply_activation_checkpointing(decoder)
     if compile:
         apply_compile(decoder, backend=compile_backend)
     if mesh is not None:
         apply_fully_shard(decoder, mesh, precision=precision)
-    return decoder
+    return materialize(decoder, device)
 
 
 __all__ = [
@@ -153,6 +172,8 @@ __all__ = [
     "apply_fully_shard",
     "is_compiled",
     "is_fully_sharded",
+    "is_on_meta",
+    "materialize",
     "mixed_precision_policy",
     "parallelize",
 ]

@@ -6,6 +6,7 @@
     lit_ffn ablate --report DIR                  # rebuild the report from the runs on disk
     lit_ffn ablate … --tune model.lr=1e-4,3e-4,1e-3 --tune-seeds 100 101   # tune per variant, confirm on --seeds
     lit_ffn ablate … --ladder configs/ladder/cpu/*.yaml                    # every run at each rung; scaling fits
+    lit_ffn ablate … --out PILOT --plan --target-mdd 0.02                  # seeds needed, from a pilot's runs
 
 The command line of a study: planning is :mod:`lit_ffn.experiments.study` (pairs, run
 directories, fit commands, ``DIR/study.json``), running :mod:`lit_ffn.experiments.runner`
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lit_ffn.errors import UserError
+from lit_ffn.experiments import tuning
 from lit_ffn.experiments.report import write_report
 from lit_ffn.experiments.runner import (  # noqa: F401 - re-exported: the launchers and codes belong to the CLI too
     DIVERGED_EXIT_CODE,
@@ -183,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
         f"{' '.join(map(str, DEFAULT_TUNE_SEEDS))}; one seed makes the choice itself a coin flip)",
     )
     parser.add_argument(
+        "--tune-rule",
+        "--lr-rule",
+        dest="tune_rule",
+        choices=tuning.RULES,
+        default=None,
+        help=f"how each variant's grid point is chosen from its tuning runs: mean (lowest mean loss), upper "
+        "(lowest mean + t_{n-1,0.8}·SE: a point whose seeds disagree is penalised), fit (lowest value of a "
+        f"parabola fitted through the means; one numeric key); default {tuning.DEFAULT_RULE} "
+        "(lit_ffn.experiments.tuning; the simulation behind the default: docs/experiments.md)",
+    )
+    parser.add_argument(
         "--eval-tasks",
         type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
         default=[],
@@ -205,6 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--slurm-array", metavar="FILE", help="write a SLURM array script (one task per pair)")
     mode.add_argument("--report", metavar="DIR", help="only rebuild DIR/results.* from the runs on disk")
     mode.add_argument("--task", type=int, metavar="I", help="run only pair I (what each SLURM array task calls)")
+    mode.add_argument(
+        "--plan",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PILOT_DIR",
+        help="print the seeds per variant each comparison needs for --target-mdd, from the finished runs of a "
+        "pilot study (PILOT_DIR, else --out), and write plan.json (the report states the MDD it was planned "
+        "for); runs nothing (lit_ffn.experiments.planner)",
+    )
+    parser.add_argument("--target-mdd", type=float, metavar="D", help="--plan: the difference (nats) to detect")
+    parser.add_argument("--alpha", type=float, default=0.05, help="--plan: two-sided level (default 0.05)")
+    parser.add_argument("--power", type=float, default=0.8, help="--plan: power (default 0.8)")
     parser.add_argument(
         "--sbatch",
         action="append",
@@ -245,6 +271,12 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
     except SystemExit as exit_:
         return int(exit_.code or 0)
     try:
+        if args.plan is not None:  # before make_study: a plan reads a pilot and runs nothing
+            from lit_ffn.experiments.planner import plan_command
+
+            return plan_command(args.plan or None, args.out, args.target_mdd, args.alpha, args.power, args.baseline)
+        if args.target_mdd is not None:
+            raise UserError("--target-mdd is for --plan (the seeds a study needs); add --plan")
         if args.report:
             study = Study.load(Path(args.report))
             paths = write_report(study, args.baseline)
@@ -263,6 +295,7 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             tune=args.tune,
             tune_seeds=args.tune_seeds,
             ladder=args.ladder,
+            tune_rule=args.tune_rule,
             eval_tasks=args.eval_tasks,
             eval_include_path=args.eval_include_path,
             eval_limit=args.eval_limit,

@@ -18,6 +18,11 @@ the validation set's own sampling noise into the CI of a difference.
 Block ``b`` is the ``b``-th block of :class:`lit_ffn.data.datamodule.ValBlocks` (one rank, all
 blocks), so ``L`` equals the run's logged ``val/loss`` when it validated on the whole split in fp32
 (up to float summation order).
+
+Weight averaging (``--config configs/averaging/ema.yaml``, :mod:`lit_ffn.training.averaging`): the
+checkpoint's ``state_dict`` is then the averaged model θ̄, and ``L`` (``loss``, ``block_losses``) is θ̄'s;
+the trained weights θ (the checkpoint's ``current_model_state``) are scored too, into ``loss_current``
+and ``block_losses_current``, so each run also measures what the averaging changed, paired block by block.
 """
 
 from __future__ import annotations
@@ -41,29 +46,12 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def block_losses(run_dir: Path, device: str | None = None) -> tuple[list[float], dict[str, Any]]:
-    """``([ℓ_b for every validation block], facts)`` of the run's final checkpoint (module docstring)."""
+def _losses(decoder: Any, blocks: Any, chunk: int, device: str) -> list[float]:
+    """ℓ_b of every block (module docstring) for one decoder."""
     import torch
 
-    from lit_ffn.data.datamodule import TokenDataModule, ValBlocks
-    from lit_ffn.inference.loading import load_model
     from lit_ffn.loss import linear_cross_entropy
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    data = config.get("data") or {}
-    if "data_dir" not in data or "seq_len" not in data:
-        raise UserError(f"{run_dir}/config.yaml has no data.data_dir / data.seq_len: cannot evaluate its final loss")
-    device = device or _device()
-    loaded = load_model(run_dir, device=device, need_tokenizer=False)
-    decoder, seq_len = loaded.decoder, int(data["seq_len"])
-    chunk = loaded.model_config.get("loss_chunk_size", 1024)
-    module = TokenDataModule(data_dir=str(data["data_dir"]), seq_len=seq_len, cache_dir=data.get("cache_dir"))
-    n_blocks = module.num_blocks("val")
-    if n_blocks == 0:
-        raise UserError(
-            f"the validation split of {data['data_dir']} holds no block of seq_len+1 = {seq_len + 1} tokens"
-        )
-    blocks = ValBlocks(module.location.split("val"), seq_len + 1, n_blocks, EVAL_BATCH, cache_dir=data.get("cache_dir"))
     losses: list[float] = []
     with torch.no_grad():
         for stored in blocks:  # (b, T + 1) int32
@@ -71,7 +59,42 @@ def block_losses(run_dir: Path, device: str | None = None) -> tuple[list[float],
             hidden = decoder(batch[:, :-1])  # (b, T, D)
             for i in range(batch.shape[0]):
                 losses.append(float(linear_cross_entropy(hidden[i], decoder.head_weight, batch[i, 1:], chunk)))
-    facts = {"blocks": n_blocks, "seq_len": seq_len, "step": loaded.global_step, "data_dir": str(data["data_dir"])}
+    return losses
+
+
+def block_losses(run_dir: Path, device: str | None = None) -> tuple[list[float], dict[str, Any]]:
+    """``([ℓ_b for every validation block], facts)`` of the run's final checkpoint (module docstring).
+
+    ``facts["averaged"]``: whether the checkpoint holds an averaged model; if so the losses are its, and
+    ``facts["block_losses_current"]`` those of the trained (not averaged) weights."""
+    from lit_ffn.data.datamodule import TokenDataModule, ValBlocks
+    from lit_ffn.inference.loading import build_decoder, locate, model_section, read_checkpoint
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    data = config.get("data") or {}
+    if "data_dir" not in data or "seq_len" not in data:
+        raise UserError(f"{run_dir}/config.yaml has no data.data_dir / data.seq_len: cannot evaluate its final loss")
+    device = device or _device()
+    located = locate(run_dir)
+    contents = read_checkpoint(located.checkpoint)
+    model = model_section(contents, located)
+    seq_len, chunk = int(data["seq_len"]), model.get("loss_chunk_size", 1024)
+    module = TokenDataModule(data_dir=str(data["data_dir"]), seq_len=seq_len, cache_dir=data.get("cache_dir"))
+    n_blocks = module.num_blocks("val")
+    if n_blocks == 0:
+        raise UserError(
+            f"the validation split of {data['data_dir']} holds no block of seq_len+1 = {seq_len + 1} tokens"
+        )
+    blocks = ValBlocks(module.location.split("val"), seq_len + 1, n_blocks, EVAL_BATCH, cache_dir=data.get("cache_dir"))
+    decoder = build_decoder(model, contents["state_dict"], located.checkpoint).to(device)
+    losses = _losses(decoder, blocks, chunk, device)
+    step = contents.get("global_step")
+    facts: dict[str, Any] = {"blocks": n_blocks, "seq_len": seq_len, "step": int(step) if isinstance(step, int) else None,
+                             "data_dir": str(data["data_dir"]), "averaged": "current_model_state" in contents}  # fmt: skip
+    if facts["averaged"]:  # Lightning's WeightAveraging: state_dict is the average, current_model_state θ
+        decoder = build_decoder(model, contents["current_model_state"], located.checkpoint).to(device)
+        facts["averaging"] = config.get("averaging")
+        facts["block_losses_current"] = _losses(decoder, blocks, chunk, device)
     return losses, facts
 
 
@@ -85,13 +108,18 @@ def evaluate_run(run_dir: Path, device: str | None = None) -> dict[str, Any]:
         raise UserError(f"{run_dir} has no checkpoints/last.ckpt to evaluate (deleted by --clean-checkpoints?)")
     start = time.time()
     losses, facts = block_losses(run_dir, device)
+    current = facts.pop("block_losses_current", None)
     record = {
         **facts,
         "loss": sum(losses) / len(losses),
         "block_losses": losses,
         "wall_s": round(time.time() - start, 2),
-        "how": "last.ckpt, fp32, every block of the val split (lit_ffn.experiments.final_eval)",
+        "how": "last.ckpt, fp32, every block of the val split (lit_ffn.experiments.final_eval)"
+        + ("; the averaged weights (its state_dict)" if facts["averaged"] else ""),
     }
+    if current is not None:  # the trained weights, for what averaging changed
+        record["loss_current"] = sum(current) / len(current)
+        record["block_losses_current"] = current
     write_json(run_dir / FINAL_EVAL_FILE, record)
     return record
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from lit_ffn.errors import UserError
 from lit_ffn.experiments.outcomes_report import MIN_VERDICT_DF, outcomes_section
+from lit_ffn.experiments.planner import plan_lines
 from lit_ffn.experiments.runs import (  # noqa: F401 - read_run, tokens_per_second: re-exported (older callers)
     RunResult,
     _tokens_per_step,
@@ -92,7 +93,7 @@ def tuning_note(study: Study, variant: str, rung: str = "") -> str:
     if losses is None:
         return ""
     try:
-        choice = tuning.choose(study.tune, losses)
+        choice = tuning.choose(study.tune, losses, getattr(study, "tune_rule", tuning.DEFAULT_RULE))
     except UserError:  # every tuning run diverged: the tuning table says so, no confirmation ran
         return "; every tuning run diverged"
     won = tuning.margin(choice, losses)
@@ -401,6 +402,7 @@ def results_markdown(
             *_header(study, rows, runs, baseline, title, rung, preamble),
             *_comparison_rows(rows, d),
             *_detectable(rows, baseline, d),
+            *plan_lines(study, rung),  # the MDD the study was planned for (lit_ffn ablate --plan)
             *(_explanation(rows, baseline) if explain else []),
             *_per_seed(study, rows, runs, baseline, d),
             *outcomes_section(list(study.variants), runs, baseline),

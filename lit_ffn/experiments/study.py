@@ -94,6 +94,7 @@ class Study:
     baseline: str | None = None
     tune: dict[str, list[str]] = field(default_factory=dict)  # key -> values (lit_ffn.experiments.tuning)
     tune_seeds: list[int] = field(default_factory=list)
+    tune_rule: str = tuning.DEFAULT_RULE  # how each variant's point is chosen (tuning.RULES)
     ladder: dict[str, str] = field(default_factory=dict)  # rung name -> config file
     eval_tasks: list[str] = field(default_factory=list)  # lm_eval tasks scored after each confirmation run
     eval_include_path: str | None = None
@@ -175,7 +176,7 @@ class Study:
     def choice(self, variant: str, rung: str = "") -> tuning.Choice | None:
         """The variant's chosen grid point at a rung (None while tuning is incomplete)."""
         losses = self.tuning_losses(variant, rung)
-        return None if losses is None else tuning.choose(self.tune, losses)
+        return None if losses is None else tuning.choose(self.tune, losses, self.tune_rule)
 
     def tuning_progress(self, variant: str, rung: str = "") -> tuple[int, int]:
         """(done, total) tuning runs of a variant at a rung."""
@@ -264,6 +265,8 @@ class Study:
             args += ["--tune", f"{key}={','.join(values)}"]
         if self.tune_seeds:
             args += ["--tune-seeds", *map(str, self.tune_seeds)]
+        if self.tune and self.tune_rule != tuning.DEFAULT_RULE:
+            args += ["--tune-rule", self.tune_rule]
         if self.ladder:
             args += ["--ladder", *self.ladder.values()]
         args += ["--seeds", *map(str, self.seeds), "--out", str(self.out)]
@@ -290,6 +293,7 @@ class Study:
             "baseline": self.baseline,
             "tune": self.tune,
             "tune_seeds": self.tune_seeds,
+            "tune_rule": self.tune_rule,
             "ladder": self.ladder,
             "eval_tasks": self.eval_tasks,
             "eval_include_path": self.eval_include_path,
@@ -324,13 +328,14 @@ class Study:
                     "rerun with the same base configs, overrides and experiment (variants and seeds may be added), "
                     "or use another --out"
                 )
-        if saved.tune != self.tune or saved.tune_seeds != self.tune_seeds:
+        if saved.tune != self.tune or saved.tune_seeds != self.tune_seeds or saved.tune_rule != self.tune_rule:
             if not saved.tune:
                 raise UserError(f"{self.out} holds a study without --tune: rerun it without, or use another --out")
             saved_grid = " ".join(f"--tune {k}={','.join(v)}" for k, v in saved.tune.items())
             raise UserError(
-                f"{self.out} was tuned with {saved_grid} --tune-seeds {' '.join(map(str, saved.tune_seeds))}: "
-                "a changed grid or tuning seeds would change the choices its confirmation runs used; "
+                f"{self.out} was tuned with {saved_grid} --tune-seeds {' '.join(map(str, saved.tune_seeds))} "
+                f"--tune-rule {saved.tune_rule}: a changed grid or tuning seeds (or rule) would change the choices its "
+                "confirmation runs used; "
                 "rerun with those, or use another --out"
             )
         for name, path_ in saved.variants.items():
@@ -357,6 +362,7 @@ class Study:
             self.baseline or saved.baseline,
             self.tune,
             self.tune_seeds,
+            self.tune_rule,
             ladder,
             # evaluation does not change a run: the newest settings apply (runs lacking a task are scored)
             self.eval_tasks or saved.eval_tasks,
@@ -380,6 +386,7 @@ def make_study(
     tune: Sequence[str] = (),
     tune_seeds: Sequence[int] | None = None,
     ladder: Sequence[str] = (),
+    tune_rule: str | None = None,
     eval_tasks: Sequence[str] = (),
     eval_include_path: str | None = None,
     eval_limit: float | None = None,
@@ -403,6 +410,12 @@ def make_study(
         raise UserError("--tune needs tuning seeds: give --tune-seeds T1 T2 (disjoint from --seeds) or leave it out")
     if tune_seeds and not grid:
         raise UserError("--tune-seeds without --tune: give the grid, e.g. --tune model.lr=1e-4,3e-4,1e-3")
+    if tune_rule is not None and not grid:
+        raise UserError("--tune-rule without --tune: give the grid, e.g. --tune model.lr=1e-3,2e-3,4e-3,8e-3")
+    if grid and tune_rule is None:  # a study's own rule (a study from before rules existed: mean), else the default
+        saved = Path(out) / STUDY_FILE
+        tune_rule = Study.load(Path(out)).tune_rule if saved.is_file() else tuning.DEFAULT_RULE
+    tune_rule = tuning.check_rule(tune_rule, grid, len(tune_seeds)) if grid else tuning.DEFAULT_RULE
     if len(set(tune_seeds)) != len(tune_seeds):
         raise UserError(f"--tune-seeds has duplicates: {' '.join(map(str, tune_seeds))}")
     overlap = sorted(set(seeds) & set(tune_seeds))
@@ -438,6 +451,7 @@ def make_study(
         baseline=baseline,
         tune=grid,
         tune_seeds=[int(s) for s in tune_seeds],
+        tune_rule=tune_rule,
         ladder=read_ladder(ladder, variants),
         eval_tasks=list(eval_tasks),
         eval_include_path=_display_path(Path(eval_include_path)) if eval_include_path else None,

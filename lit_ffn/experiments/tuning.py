@@ -14,6 +14,20 @@ over the tuning seeds,
     p* = argmin_p  (1/|T|) Σ_{t ∈ T} L(variant, p, t)      (ties: the first point in grid order)
 
 where a run whose loss became non-finite counts as L = +∞ (it diverged: that value is too large).
+That is ``--tune-rule mean`` (the default).  Two other rules (:data:`RULES`) guard against a grid point
+whose mean is low by luck:
+
+* ``upper``: ``argmin_p  L̄_p + t_{n−1, 0.8}·s_p/√n`` — the mean plus a one-sided 80 % t bound of its
+  standard error (s_p: the SD over the n tuning seeds at p; needs n ≥ 2): a pessimistic score that
+  penalises a point whose seeds disagree;
+* ``fit``: a least-squares parabola ``a + b·x + c·x²`` through the finite means, x = log10(value) for a
+  log-scale key (:func:`log_scale`) else the value; the grid point with the lowest fitted value (every
+  point's mean informs every choice).  Needs one numeric key; with fewer than 4 finite points or a
+  fit that is not convex (c ≤ 0) it falls back to ``mean``.
+
+Which rule picks the better point depends on the loss curve and the noise; :func:`simulate_regret`
+measures it against a known truth (docs/experiments.md has the table and why ``mean`` stays the default).
+
 A choice at the smallest or largest value of a numeric key is flagged: the optimum may lie
 outside the grid.  The confirmation runs then use fresh seeds (``--seeds``, disjoint from
 ``--tune-seeds``), so the reported difference is not biased by the selection (the winner's
@@ -22,6 +36,7 @@ curse of picking on the same noise that is then reported).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -98,6 +113,13 @@ def log_scale(values: Sequence[str]) -> bool:
     return max(numbers) / min(numbers) >= 10  # type: ignore[type-var]
 
 
+#: The rules of the choice (module docstring); ``mean`` is the default.
+RULES = ("mean", "upper", "fit")
+DEFAULT_RULE = "mean"
+#: The one-sided level of ``upper``'s bound: t_{n−1, UPPER_QUANTILE}.
+UPPER_QUANTILE = 0.8
+
+
 @dataclass(frozen=True)
 class Choice:
     """The chosen point of one variant and why."""
@@ -106,6 +128,7 @@ class Choice:
     mean_loss: float  # mean final validation loss over the tuning seeds at ``point``
     means: dict[Point, float]  # every point's mean (inf: a run diverged; nan: no runs)
     edges: list[str] = field(default_factory=list)  # "best at the largest model.lr tried (3e-3): …"
+    rule: str = DEFAULT_RULE  # how it was chosen (RULES); "fit" that fell back says "fit (fell back to mean: …)"
 
     @property
     def label(self) -> str:
@@ -121,9 +144,57 @@ def mean_loss(losses: Sequence[float]) -> float:
     return sum(losses) / len(losses)
 
 
-def choose(grid: Mapping[str, Sequence[str]], losses: Mapping[Point, Sequence[float]]) -> Choice:
-    """The point with the lowest mean loss (module docstring); ``losses[point]`` are the final
-    validation losses of its tuning seeds, ``inf``/``nan`` for a diverged run."""
+def check_rule(rule: str, grid: Mapping[str, Sequence[str]], n_seeds: int) -> str:
+    """``rule`` if it can choose on this grid with ``n_seeds`` tuning seeds; one line otherwise."""
+    if rule not in RULES:
+        raise UserError(f"--tune-rule {rule}: unknown; use one of {', '.join(RULES)}")
+    if rule == "upper" and n_seeds < 2:
+        raise UserError("--tune-rule upper needs at least 2 tuning seeds (it scores each point's seed-to-seed SD)")
+    if rule == "fit" and (len(grid) != 1 or any(as_number(v) is None for v in next(iter(grid.values())))):
+        raise UserError("--tune-rule fit needs a grid over one numeric key (e.g. --tune model.lr=1e-3,2e-3,4e-3,8e-3)")
+    return rule
+
+
+@functools.lru_cache(maxsize=64)
+def _t_quantile(q: float, df: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
+def upper_score(losses: Sequence[float]) -> float:
+    """``mean + t_{n−1, 0.8}·sd/√n`` of one point's tuning losses (inf: a run diverged; nan: n < 2)."""
+    mean = mean_loss(losses)
+    if not math.isfinite(mean) or len(losses) < 2:
+        return mean if not math.isfinite(mean) else math.nan
+    n = len(losses)
+    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in losses) / (n - 1))  # statistics.stdev: exact but slow
+    return mean + _t_quantile(UPPER_QUANTILE, n - 1) * sd / math.sqrt(n)
+
+
+def fitted_means(grid: Mapping[str, Sequence[str]], means: Mapping[Point, float]) -> dict[Point, float] | None:
+    """The least-squares parabola through the finite means of a one-key numeric grid, at its finite points
+    (x = log10(value) on a log-scale key); None when it cannot be used (< 4 finite points, not convex)."""
+    import numpy as np
+
+    ((key, values),) = grid.items()
+    log = log_scale(values)
+    finite = [p for p in grid_points(grid) if math.isfinite(means.get(p, math.nan))]
+    if len(finite) < 4:
+        return None
+    x = np.array([as_number(dict(p)[key]) for p in finite], dtype=np.float64)
+    x = np.log10(x) if log else x
+    c2, c1, c0 = np.polyfit(x, [means[p] for p in finite], 2)
+    if not c2 > 0:
+        return None
+    return {p: float(c0 + c1 * xi + c2 * xi * xi) for p, xi in zip(finite, x)}
+
+
+def choose(
+    grid: Mapping[str, Sequence[str]], losses: Mapping[Point, Sequence[float]], rule: str = DEFAULT_RULE
+) -> Choice:
+    """The point ``rule`` picks (module docstring); ``losses[point]`` are the final validation losses
+    of its tuning seeds, ``inf``/``nan`` for a diverged run."""
     points = grid_points(grid)
     means = {p: mean_loss(losses.get(p, ())) for p in points}
     finite = [p for p in points if math.isfinite(means[p])]
@@ -132,8 +203,49 @@ def choose(grid: Mapping[str, Sequence[str]], losses: Mapping[Point, Sequence[fl
             "every tuning run diverged or none finished: widen the grid towards smaller values "
             f"({', '.join(point_label(p) for p in points)})"
         )
-    best = min(finite, key=lambda p: means[p])  # min keeps the first of equal means: grid order
-    return Choice(best, means[best], means, edge_flags(grid, best))
+    scores, used = means, rule
+    if rule == "upper":
+        scores = {p: upper_score(losses.get(p, ())) for p in finite}
+        if any(math.isnan(v) for v in scores.values()):
+            scores, used = means, "upper (fell back to mean: fewer than 2 tuning runs at a point)"
+    elif rule == "fit":
+        fitted = fitted_means(grid, means)
+        scores, used = (means, "fit (fell back to mean: < 4 finite points or no convex fit)") if fitted is None else (
+            fitted, rule)  # fmt: skip
+    elif rule != "mean":
+        raise UserError(f"--tune-rule {rule}: unknown; use one of {', '.join(RULES)}")
+    best = min(finite, key=lambda p: scores[p])  # min keeps the first of equal scores: grid order
+    return Choice(best, means[best], means, edge_flags(grid, best), used)
+
+
+def simulate_regret(
+    truth: Sequence[float],
+    noise_sd: Sequence[float],
+    n_seeds: int,
+    rule: str,
+    values: Sequence[str] | None = None,
+    shared_sd: float = 0.0,
+    reps: int = 2000,
+    seed: int = 0,
+) -> float:
+    """Mean regret ``E[L(p̂)] − min_p L(p)`` of ``rule`` on a one-key grid with true losses ``truth`` (one
+    per grid value, ``values``: default ``1e-3·2^i``, a log-spaced lr grid), when tuning seed t at point p
+    observes ``L(p) + u_t + e_{t,p}``: ``u_t ~ N(0, shared_sd²)`` shared by every point (a seed's own
+    luck), ``e_{t,p} ~ N(0, noise_sd[p]²)``; ``reps`` simulated tunings of ``n_seeds`` seeds."""
+    import numpy as np
+
+    truth = np.asarray(truth, dtype=np.float64)
+    values = list(values) if values is not None else [f"{1e-3 * 2**i:g}" for i in range(truth.size)]
+    grid = {"model.lr": values}
+    points = grid_points(grid)
+    rng = np.random.default_rng(seed)
+    observed = (truth + shared_sd * rng.standard_normal((reps, n_seeds, 1))
+                + np.asarray(noise_sd) * rng.standard_normal((reps, n_seeds, truth.size)))  # fmt: skip
+    regret = 0.0
+    for sample in observed:
+        choice = choose(grid, {p: list(sample[:, i]) for i, p in enumerate(points)}, rule)
+        regret += truth[points.index(choice.point)] - truth.min()
+    return regret / reps
 
 
 @dataclass(frozen=True)
@@ -189,12 +301,16 @@ def profile(grid: Mapping[str, Sequence[str]], choice: Choice, key: str) -> list
 
 
 __all__ = [
+    "DEFAULT_RULE",
+    "RULES",
     "Choice",
     "Margin",
     "Point",
     "as_number",
+    "check_rule",
     "choose",
     "edge_flags",
+    "fitted_means",
     "grid_points",
     "log_scale",
     "margin",
@@ -203,4 +319,6 @@ __all__ = [
     "point_label",
     "point_overrides",
     "profile",
+    "simulate_regret",
+    "upper_score",
 ]

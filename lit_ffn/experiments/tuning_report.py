@@ -18,6 +18,13 @@ from lit_ffn.errors import UserError
 from lit_ffn.experiments import tuning
 from lit_ffn.experiments.study import Pair, Study
 
+#: ``--tune-rule`` in words (lit_ffn.experiments.tuning).
+RULE_WORDS = {
+    "mean": "the lowest mean final validation loss",
+    "upper": "the lowest mean + t_{n−1,0.8}·SE of the final validation loss (`--tune-rule upper`)",
+    "fit": "the lowest value of a parabola fitted through the mean final validation losses (`--tune-rule fit`)",
+}
+
 
 def protocol_summary(study: Study) -> list[str]:
     """The selection protocol in words (results.md's header)."""
@@ -27,7 +34,7 @@ def protocol_summary(study: Study) -> list[str]:
     return [
         (
             f"- selection protocol: each variant's {keys} ({n_points} point{'s' if n_points != 1 else ''}) is "
-            f"chosen{per_rung} by the lowest mean final validation loss over the tuning seeds "
+            f"chosen{per_rung} by {RULE_WORDS[study.tune_rule]} over the tuning seeds "
             f"{' '.join(map(str, study.tune_seeds))} (a run that diverged counts as +∞; ties go to the first point "
             "in grid order)"
         ),
@@ -62,7 +69,7 @@ class TuningReport:
                     self.choices[key], self.problems[key] = None, f"tuning incomplete ({done} of {total} runs done)"
                     continue
                 try:
-                    self.choices[key] = tuning.choose(study.tune, self.losses[key])  # type: ignore[arg-type]
+                    self.choices[key] = tuning.choose(study.tune, self.losses[key], study.tune_rule)  # type: ignore[arg-type]
                 except UserError as err:  # every point diverged
                     self.choices[key], self.problems[key] = None, str(err)
 

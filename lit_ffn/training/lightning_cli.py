@@ -29,6 +29,8 @@ from lit_ffn.data.remote import download_failure
 from lit_ffn.errors import UserError
 from lit_ffn.ffn.registry import variant_name
 from lit_ffn.provenance import write_provenance
+from lit_ffn.seeds import check_seed
+from lit_ffn.training.averaging import add_averaging_argument, averaging_callback
 from lit_ffn.training.batch_plan import plan_for_config
 from lit_ffn.training.checkpointing import AtomicCheckpoint
 from lit_ffn.training.checks import (
@@ -103,7 +105,8 @@ class LitFFNCLI(LightningCLI):
 
     * ``model.vocab_size`` → ``data.vocab_size``: the DataModule refuses a
       dataset whose tokenizer does not fit the model.
-    * ``seed_everything`` → ``data.seed``: one seed drives init and shuffling.
+    * ``seed_everything`` → ``model.init_seed`` and ``data.seed`` unless they are set: one seed drives
+      init and shuffling, and each can be held fixed while the other varies (:mod:`lit_ffn.seeds`).
     * ``checkpoint``: a ModelCheckpoint (``AtomicCheckpoint``: a killed save never
       replaces a good checkpoint) that is always there, writing
       ``last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at the
@@ -112,6 +115,8 @@ class LitFFNCLI(LightningCLI):
       set ``trainer.accumulate_grad_batches`` / ``trainer.val_check_interval``
       for the device count at hand (:mod:`lit_ffn.training.batch_plan`), so a protocol
       stays the same on 1 or 8 GPUs.
+    * ``averaging``: an optional ``WeightAveraging`` callback (EMA/SWA, :mod:`lit_ffn.training.averaging`),
+      its own key so that ``--config configs/averaging/ema.yaml`` adds it to the base config's callbacks.
     * the TensorBoard (or CSV) logger's ``version`` defaults to ``<ffn variant>/seed_<seed>``;
       ``fit`` refuses to start over a run that already has checkpoints unless
       it resumes (``--ckpt_path last``).
@@ -146,16 +151,21 @@ class LitFFNCLI(LightningCLI):
             help="validate every N optimizer steps; sets trainer.val_check_interval (micro-batches) = "
             "N × accumulate_grad_batches and trainer.check_val_every_n_epoch = null",
         )
+        add_averaging_argument(parser)  # --averaging: Lightning's EMA/SWA callbacks (lit_ffn.training.averaging)
         parser.link_arguments("model.vocab_size", "data.vocab_size")
-        # seed_everything may be true/false (random/none): data.seed gets 0 here and
-        # the resolved seed in before_instantiate_classes.
-        parser.link_arguments(
-            "seed_everything", "data.seed", compute_fn=lambda seed: 0 if isinstance(seed, bool) else seed
-        )
+        # model.init_seed and data.seed are not linked (a link would make them impossible to set):
+        # left null, they get seed_everything's resolved value in before_instantiate_classes (lit_ffn.seeds).
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         """The Trainer, plus :class:`~lit_ffn.training.preemption.GracefulStop` for ``fit``: SIGTERM/SIGINT
         finish the step, save ``last.ckpt`` and stop (``self.graceful_stop.stopped_by`` says which)."""
+        if self.subcommand in (None, "fit"):  # validate/test evaluate the checkpoint's (averaged) state_dict as it is
+            section = self.config_init[self.subcommand] if self.subcommand else self.config_init
+            averaging = averaging_callback(section, self._strategy_name())
+            if averaging is not None:  # before the checkpoint callbacks (Lightning sorts those last)
+                trainer_init = section["trainer"]
+                callbacks = trainer_init.get("callbacks") or []
+                trainer_init["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), averaging]
         trainer = super().instantiate_trainer(**kwargs)
         self.graceful_stop, self.run_summary = GracefulStop(), RunSummary()
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -213,10 +223,7 @@ class LitFFNCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        # `seed_everything: true` is resolved to a random int by now; the parse-time
-        # link gave data.seed the literal True, so give the data the real seed.
-        if isinstance(config.get("seed_everything"), int) and not isinstance(config.get("seed_everything"), bool):
-            config.data.seed = config.seed_everything
+        self._resolve_seeds(config)
         # fit, or run=False (the caller trains); validate/test take no optimizer step, so a saved plan is moot
         if self.subcommand in (None, "fit"):
             self._plan_batches(config)
@@ -232,6 +239,21 @@ class LitFFNCLI(LightningCLI):
             existing = run_dir / "checkpoints" / "last.ckpt"
             if existing.exists():
                 raise UserError(self._existing_run_message(config, run_dir))
+
+    @staticmethod
+    def _resolve_seeds(config: Any) -> None:
+        """``model.init_seed`` and ``data.seed`` left null take ``seed_everything`` (resolved by now: ``true``
+        is a random int; ``false``/null, no seeding: the init seed is then torch's own random one and the
+        data order seed 0), and land in config.yaml as the values used (:mod:`lit_ffn.seeds`)."""
+        seed = config.get("seed_everything")
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        for name, section in (("model.init_seed", config.get("model")), ("data.seed", config.get("data"))):
+            key = name.split(".")[1]
+            if section is None:
+                continue
+            check_seed(name, section.get(key))
+            if section.get(key) is None:
+                section[key] = seed if seed is not None or key == "init_seed" else 0
 
     def _existing_run_message(self, config: Any, run_dir: Path) -> str:
         """What to do about a fit into a run directory that already holds a checkpoint: resume it, or

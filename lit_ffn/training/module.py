@@ -18,6 +18,7 @@ from lit_ffn.ffn.registry import factory_name
 from lit_ffn.flops import flops_per_token
 from lit_ffn.loss_backends import LossImpl, check_loss_impl
 from lit_ffn.model import Decoder, FFNFactory
+from lit_ffn.seeds import check_seed
 from lit_ffn.training.batch_plan import epoch_remainder_warning
 from lit_ffn.training.checks import check_model_arguments, schedule_warning
 from lit_ffn.training.guards import NonFiniteGuard, NonFiniteMode
@@ -59,6 +60,11 @@ class LitDecoder(L.LightningModule):
         nonfinite: a NaN/inf training loss stops the run naming the step and
             the last good checkpoint (``"raise"``) or skips the batch
             (``"skip"``, counted in ``train/nonfinite_skipped``); ``lit_ffn.training.guards``.
+        init_seed: the seed of the initial weights, a non-negative integer; each tensor is drawn from a
+            stream keyed by it and the tensor's name (:meth:`lit_ffn.model.Decoder.init_weights`), so a
+            changed FFN leaves every other module's initial weights as they were.  ``None``: the seed
+            torch was last seeded with — under ``lit_ffn fit`` ``seed_everything`` (the CLI writes the
+            value into config.yaml); the value used is stored in the hyper-parameters.
     """
 
     def __init__(
@@ -88,6 +94,7 @@ class LitDecoder(L.LightningModule):
         schedule: Schedule = "cosine",
         decay_fraction: float = 0.2,
         loss_impl: LossImpl = "auto",
+        init_seed: int | None = None,
     ) -> None:
         super().__init__()
         # Under LightningCLI the saved hparams are the parsed config (ffn as
@@ -98,6 +105,7 @@ class LitDecoder(L.LightningModule):
         check_model_arguments(**{key: hp[key] for key in inspect.signature(check_model_arguments).parameters})
         if not 0.0 < decay_fraction <= 1.0:
             raise UserError(f"model.decay_fraction={decay_fraction}: must be in (0, 1], e.g. 0.2 (the last 20% decays)")
+        check_seed("model.init_seed", init_seed)
         self.ffn_name = factory_name(ffn)
         self.ffn_factory = ffn
         decoder_args = {key: hp[key] for key in inspect.signature(Decoder).parameters if key != "ffn"}
@@ -105,6 +113,7 @@ class LitDecoder(L.LightningModule):
             self.model = Decoder(ffn=ffn, **decoder_args)
         except (ValueError, TypeError) as err:  # the decoder's own shape is checked above: this is the FFN's
             raise UserError(f"model.ffn ({self.ffn_name}): {first_line(err)}") from None
+        self.hparams["init_seed"] = self.model.init_seed  # the seed used, in every checkpoint
         # Weight decay is decided here, from the shapes as built: under FSDP1 every parameter
         # later becomes a flat 1-D shard, so `ndim` at configure_optimizers time would say nothing.
         self.parameter_ndims = {name: param.ndim for name, param in self.model.named_parameters()}
@@ -203,6 +212,8 @@ class LitDecoder(L.LightningModule):
             compile=self.hparams.compile,
             mesh=data_parallel_mesh(self.device_mesh),
             precision=str(self._trainer.precision) if self._trainer is not None else "32-true",
+            # a module built on the meta device is materialised here, initialised by path (Decoder.init_weights)
+            device=self._trainer.strategy.root_device if self._trainer is not None else torch.device("cpu"),
         )
 
     def configure_gradient_clipping(

@@ -16,18 +16,13 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+# Name components that wrappers insert into parameter names (FSDP1, activation checkpointing,
+# torch.compile): one list, which also keys each tensor's initial values by its name (lit_ffn.seeds).
+from lit_ffn.seeds import WRAPPER_PREFIXES
+from lit_ffn.seeds import unwrapped_name as unwrapped_parameter_name
+
 #: ``model.schedule``: the learning-rate schedules :func:`lr_multiplier` knows.
 Schedule = Literal["cosine", "wsd"]
-
-#: Name components that wrappers insert into parameter names: FSDP1, activation checkpointing, torch.compile.
-WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
-
-
-def unwrapped_parameter_name(name: str) -> str:
-    """``layers.0._checkpoint_wrapped_module.ffn.w_up.weight`` → ``layers.0.ffn.w_up.weight``."""
-    for prefix in WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:

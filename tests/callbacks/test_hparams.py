@@ -14,7 +14,8 @@ from tests.conftest import tiny_fit_args
 
 EXPECTED = [
     "ffn", "seed", "lr", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "vocab_size", "tie_embeddings",
-    "warmup_steps", "min_lr_ratio", "schedule", "weight_decay", "seq_len", "batch_size", "tokens_per_step",
+    "warmup_steps", "min_lr_ratio", "schedule", "weight_decay", "init_seed", "seq_len", "batch_size", "data_seed",
+    "tokens_per_step",
     "max_steps", "tokens",
     "num_parameters", "num_parameters_non_embedding", "experiment", "ffn_class", "commit", "precision", "world_size",
     "accumulate_grad_batches", "gradient_clip_val",

@@ -197,6 +197,15 @@ def test_print_commands_and_slurm_scripts_of_a_tuned_study(tmp_path: Path, tiny_
         (["--tune", "model.lr=1e-3,1e-2", "--tune-seeds", "0", "9"], "seed(s) 0 are in both --seeds and --tune-seeds"),
         (["--tune", "model.lr=1e-3,1e-2", "--seeds", "100"], "seed(s) 100 are in both --seeds and --tune-seeds"),
         (["--tune-seeds", "9"], "--tune-seeds without --tune"),
+        (
+            ["--tune", "model.lr=1e-3,1e-2", "--tune-seeds", "9", "--tune-rule", "upper"],
+            "needs at least 2 tuning seeds",
+        ),
+        (
+            ["--tune", "model.lr=1e-3,1e-2", "--tune", "model.weight_decay=0,0.1", "--lr-rule", "fit"],
+            "--tune-rule fit needs a grid over one numeric key",
+        ),
+        (["--tune-rule", "upper"], "--tune-rule without --tune"),
     ],
 )
 def test_bad_tuning_input_is_one_line_and_runs_nothing(tmp_path: Path, capsys, extra, message) -> None:
@@ -288,3 +297,72 @@ def test_the_margin_over_the_runner_up_and_its_paired_se_reach_the_verdict() -> 
         "; ⚠ at the grid's edge"
     )
     assert tuning_note(SimpleNamespace(tune={}, tuning_losses=None), "x") == ""
+
+
+# ================================================================== the rule of the choice (issue 31)
+def test_each_rule_chooses_as_defined() -> None:
+    grid = {LR: ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]}
+    pts = tuning.grid_points(grid)
+    # a noisy point (8e-3: seeds 4.00 and 4.30, mean 4.15) beside a quiet one (4e-3: 4.16 and 4.17)
+    losses = dict(zip(pts, [[4.40, 4.41], [4.25, 4.26], [4.16, 4.17], [4.00, 4.30], [4.50, 4.52]], strict=True))
+    assert tuning.choose(grid, losses).label == f"{LR}=8e-3"  # mean: the lucky mean wins
+    upper = tuning.choose(grid, losses, "upper")
+    t = 1.3763819204711736  # t_{1, 0.8} = tan(0.3π)
+    assert upper.label == f"{LR}=4e-3" and upper.rule == "upper"  # 4.165 + t·0.005 < 4.15 + t·0.15
+    assert tuning.upper_score([4.00, 4.30]) == pytest.approx(4.15 + t * 0.15)
+    # fit: the least-squares parabola in log10(lr) through the five means
+    import numpy as np
+
+    x = np.log10([1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2])
+    means = [float(np.mean(v)) for v in losses.values()]
+    c2, c1, c0 = np.polyfit(x, means, 2)
+    fitted = tuning.fitted_means(grid, dict(zip(pts, means, strict=True)))
+    assert list(fitted.values()) == pytest.approx(list(c0 + c1 * x + c2 * x**2))
+    assert tuning.choose(grid, losses, "fit").point == pts[int(np.argmin(c0 + c1 * x + c2 * x**2))]
+    # a diverged point is never chosen; with < 4 finite points fit falls back to the mean rule, and says so
+    losses[pts[3]] = [math.inf, 4.0]
+    assert tuning.choose(grid, losses, "upper").label == f"{LR}=4e-3"
+    few = {p: (v if i < 3 else [math.inf]) for i, (p, v) in enumerate(losses.items())}
+    fell = tuning.choose(grid, few, "fit")
+    assert fell.label == f"{LR}=4e-3" and fell.rule.startswith("fit (fell back to mean")
+
+
+def test_the_rules_regret_against_a_known_truth() -> None:
+    """Simulated tunings (lit_ffn.experiments.tuning.simulate_regret; docs/experiments.md has the full table):
+    true loss L(lr) on a 2x lr grid, 2 tuning seeds, a shared seed effect (SD 0.03) plus per-point noise.
+
+    * a parabola in log lr whose high-lr points are noisy (SD 0.025 … 0.2): a lucky noisy point is what
+      argmin-of-mean rewards; upper and fit both regret less, fit least;
+    * the same parabola with flat noise (SD 0.02): upper's own noise (an SD from 2 seeds) makes it worse
+      than the mean — why it is not the default;
+    * a kinked truth (V-shaped, steep above the optimum): the parabola is the wrong model and fit keeps
+      choosing the wrong neighbour — why fit is not the default either."""
+    import numpy as np
+
+    x = np.log2(np.array([1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2]) / 3e-3)  # grid steps from the true optimum 3e-3
+    parabola = 4.2 + 0.05 * x**2
+    kinked = 4.2 + 0.1 * np.abs(x) + 0.05 * np.maximum(x, 0) ** 3
+    noisy_high = 0.05 * np.array([0.5, 0.5, 1, 2, 4])
+
+    def regret(truth, noise, rule):
+        return tuning.simulate_regret(truth, noise, 2, rule, shared_sd=0.03, reps=400, seed=0)
+
+    mean, upper, fit = (regret(parabola, noisy_high, r) for r in ("mean", "upper", "fit"))
+    assert fit < upper < mean and mean > 0.01
+    assert regret(parabola, [0.02] * 5, "upper") > regret(parabola, [0.02] * 5, "mean")
+    assert regret(kinked, [0.02] * 5, "fit") > 2 * regret(kinked, [0.02] * 5, "mean")
+    # no noise: every rule finds the best grid point (regret 0)
+    assert all(tuning.simulate_regret(parabola, [0.0] * 5, 2, r, reps=5) == 0 for r in tuning.RULES)
+
+
+def test_a_study_keeps_its_rule(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("model:\n  dim: 32\n")
+    grid = [f"{LR}=1e-3,2e-3,4e-3,8e-3"]
+    make = lambda rule=None: make_study(tmp_path / "s", [str(base)], ["swiglu"], [0], tune=grid, tune_rule=rule)  # noqa: E731
+    assert make().tune_rule == tuning.DEFAULT_RULE == "mean"
+    make("fit").save()
+    assert make().tune_rule == "fit"  # left out: the study's own
+    assert "--tune-rule fit" in Study.load(tmp_path / "s").command()
+    with pytest.raises(UserError, match="--tune-rule fit"):
+        make("upper")

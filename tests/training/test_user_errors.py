@@ -56,6 +56,10 @@ def one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
         (["--model.ffn=lit_ffn.ffn.GEGLU", "--model.ffn.multiple_of=0"], "model.ffn (GEGLU): "),
         (["--data.seq_len=0"], "data.seq_len must be at least 1, got 0"),
         (["--data.batch_size=0"], "data.batch_size must be at least 1, got 0"),
+        (["--model.init_seed=-1"], "model.init_seed=-1: must be a non-negative integer"),
+        (["--data.seed=-3"], "data.seed=-3: must be a non-negative integer"),
+        (["--model.init_seed=abc"], "model.init_seed: "),
+        (["--data.seed=1.5"], "data.seed: "),
         (["--trainer.accelerator=gpu"], "trainer.accelerator: "),
         (
             ["--config", str(REPO / "configs" / "strategy" / "fsdp.yaml")],
