@@ -25,6 +25,11 @@ PACKAGES = ("torch", "lightning", "litdata", "transformers", "jsonargparse", "to
 
 PROVENANCE_FILE = "provenance.json"
 
+#: Set in every entry written by a lit_ffn whose resumed runs reshuffle at the next epoch boundary
+#: like the uninterrupted run (lit_ffn.data.datamodule.ResumableLoader.__iter__, commit de050d4).  A fit
+#: resumed by an older lit_ffn replayed the rest of its first epoch at the next boundary instead.
+EPOCH_RESUME_FIX = "epoch_resume_exact"
+
 #: The checkout lit_ffn is imported from (an installed wheel has no ``.git`` here).
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,6 +95,7 @@ def provenance() -> dict[str, Any]:
         "host": platform.node(),
         "pid": os.getpid(),
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        EPOCH_RESUME_FIX: True,
     }
 
 
@@ -115,20 +121,38 @@ def read_provenance(run_dir: Path) -> list[dict[str, Any]]:
     return data if isinstance(data, list) else []
 
 
+def resumed_before_epoch_fix(run_dir: Path) -> bool:
+    """Whether a fit of this run resumed it (``--ckpt_path``, after an earlier fit) with a lit_ffn older
+    than the epoch-boundary fix: such a run repeated part of an epoch if it crossed a boundary after the
+    resume, so it is not the uninterrupted run (its data order, and so its pairing with other variants
+    of its seed, differs)."""
+    entries = read_provenance(run_dir)
+    return any(
+        "--ckpt_path" in " ".join(map(str, entry.get("command", []))) and not entry.get(EPOCH_RESUME_FIX)
+        for entry in entries[1:]
+    )
+
+
 def run_commit(run_dir: Path) -> str:
     """The short commit(s) that trained a run: ``4cee13f``, ``4cee13f, 9d0258c+dirty`` after a resume
-    with other code, or ``unknown``."""
+    with other code, or ``unknown``; a run resumed by a lit_ffn older than the epoch-boundary fix says so
+    (:func:`resumed_before_epoch_fix`), so a report never mixes it silently with uninterrupted runs."""
     commits = dict.fromkeys(short_commit(entry.get("git", {})) for entry in read_provenance(run_dir))
-    return ", ".join(commits) if commits else "unknown"
+    text = ", ".join(commits) if commits else "unknown"
+    if resumed_before_epoch_fix(run_dir):
+        text += " ⚠ resumed before the epoch-resume fix (de050d4): its data order differs after the next epoch boundary"
+    return text
 
 
 __all__ = [
+    "EPOCH_RESUME_FIX",
     "PROVENANCE_FILE",
     "git_state",
     "lit_ffn_version",
     "package_versions",
     "provenance",
     "read_provenance",
+    "resumed_before_epoch_fix",
     "run_commit",
     "short_commit",
     "write_provenance",

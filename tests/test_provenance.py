@@ -64,7 +64,28 @@ def test_a_fit_records_its_provenance_and_a_resume_appends(tiny_dataset: Path, t
 
     config = run_dir / "config.yaml"
     assert main(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps=3"]) == 0
-    assert len(json.loads((run_dir / "provenance.json").read_text())) == 2
+    entries = json.loads((run_dir / "provenance.json").read_text())
+    assert len(entries) == 2 and all(e[provenance.EPOCH_RESUME_FIX] is True for e in entries)
+    assert not provenance.resumed_before_epoch_fix(run_dir)  # resumed by this lit_ffn: exact
+
+
+def test_a_run_resumed_before_the_epoch_fix_is_named_in_its_commit(tmp_path: Path) -> None:
+    """A study run resumed by a lit_ffn older than the epoch-boundary fix is flagged wherever its commit shows."""
+    fresh = {"git": {"commit": "aaaaaaa111", "dirty": False}, "command": ["lit_ffn", "fit", "--config", "x.yaml"]}
+    resumed = {"git": {"commit": "aaaaaaa111", "dirty": False}, "command": ["lit_ffn", "fit", "--ckpt_path", "last"]}
+    cases = {
+        "old_resumed": ([fresh, resumed], True),
+        "old_never_resumed": ([fresh], False),
+        "new_resumed": ([fresh, {**resumed, provenance.EPOCH_RESUME_FIX: True}], False),
+        "old_start_new_resume": ([fresh, {**resumed, provenance.EPOCH_RESUME_FIX: True}], False),
+    }
+    for name, (entries, flagged) in cases.items():
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / provenance.PROVENANCE_FILE).write_text(json.dumps(entries))
+        assert provenance.resumed_before_epoch_fix(run_dir) is flagged, name
+        assert ("resumed before the epoch-resume fix" in provenance.run_commit(run_dir)) is flagged, name
+        assert provenance.run_commit(run_dir).startswith("aaaaaaa")
 
 
 def test_the_ablation_report_names_the_commit_of_each_run(tmp_path: Path) -> None:
