@@ -43,6 +43,7 @@ from tests.scaleout_helpers import read_records
 SEQ_LEN, BATCH = 127, 8
 EPOCH = 5  # training batches an epoch on small_dataset at this shape (asserted below)
 STEPS = 3 * EPOCH + 1  # four epochs (three boundaries); the last step validates
+CHECKPOINT_EVERY = 4  # lit_ffn fit's saves: never at an epoch's end (5, 10, 15), see the module docstring
 
 
 def run_dir(root: Path) -> Path:
@@ -57,7 +58,7 @@ def fit_args(data: Path, root: Path, num_workers: int) -> list[str]:
         f"--data.batch_size={BATCH}",
         f"--data.num_workers={num_workers}",
         "--trainer.val_check_interval=4",
-        "--checkpoint.every_n_train_steps=4",  # never at an epoch's end (5, 10, 15): see the module docstring
+        f"--checkpoint.every_n_train_steps={CHECKPOINT_EVERY}",
         "--trainer.callbacks+=tests.scaleout_helpers.StepRecorder",
         f"--trainer.callbacks.out_dir={root / 'records'}",
         steps=STEPS,
@@ -174,8 +175,9 @@ def test_a_fit_stopped_in_a_later_epoch_resumes_exactly(
     )
     assert stopped.returncode == (-signal.SIGKILL if how == "SIGKILL" else 128 + signal.SIGTERM), stopped.stderr[-3000:]
     saved = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    # SIGTERM finishes the step and saves after it; SIGKILL leaves the save after the step before
-    assert saved["global_step"] == (step + 1 if how == "SIGTERM" else step)
+    # SIGTERM finishes the step and saves after it; SIGKILL leaves the last periodic save (inside the epoch)
+    assert saved["global_step"] == (step + 1 if how == "SIGTERM" else step // CHECKPOINT_EVERY * CHECKPOINT_EVERY)
+    assert saved["global_step"] % EPOCH != 0  # resumed inside an epoch, with a boundary still ahead
     assert main(["fit", "--config", str(run_dir(tmp_path) / "config.yaml"), "--ckpt_path", "last"]) == 0
     resumed = outcome(tmp_path)  # the records of both processes: every step once, each equal to the reference
     assert sorted(resumed["steps"]) == list(range(STEPS))
