@@ -166,8 +166,9 @@ KILL_STEP = 9  # the save at this step is cut short and the processes SIGKILLed
 NAN_AT = "1:1"  # rank 1's loss at step 1 is NaN (skipped: model.nonfinite=skip)
 #: a preemption that reaches one rank only, during optimizer step 6: the ranks must agree to stop after it
 SIGNALS = {"fsdp2": "1:6:SIGTERM", "ddp": "0:6:SIGINT"}
-#: loader workers per strategy: both settings cross epochs with 2 processes
-NUM_WORKERS = {"fsdp2": 0, "ddp": 2}
+#: loader workers of every 2-process run (the worker count is part of the data order, and DDP and FSDP2
+#: must see the same batches; 0 workers cross epochs in tests/training/test_resume_across_epochs.py)
+NUM_WORKERS = 2
 LAUNCH_TIMEOUT = 600
 
 
@@ -328,7 +329,7 @@ def tiny_scaleout_args(data_dir: Path, root: Path, strategy: str, records: Path)
         "--trainer.gradient_clip_val=0.5",
         f"--checkpoint.every_n_train_steps={CHECKPOINT_EVERY}",
         "--data.seq_len=127",
-        f"--data.num_workers={NUM_WORKERS[strategy]}",
+        f"--data.num_workers={NUM_WORKERS}",
         "--model.nonfinite=skip",
         "--trainer.callbacks+=tests.scaleout_helpers.StepRecorder",
         f"--trainer.callbacks.out_dir={records}",
