@@ -11,7 +11,9 @@ the training loss function (:func:`lit_ffn.loss.linear_cross_entropy`, fp32, no 
     L   = (1/B) Σ_b ℓ_b                                  B blocks (every block has T targets)
 
 The per-block losses ``ℓ_b`` go to ``<run>/final_eval.json`` and ``L`` into the run's ``DONE``
-record.  Every run of a study is scored on the same blocks in the same order, so variant − baseline
+record, with ``block_docs``: for each block the document its first token belongs to (the number of
+end-of-document tokens, ``meta.json``'s ``eos_id``, in the blocks before it), so that the seed × block
+interval resamples the blocks of one document together.  Every run of a study is scored on the same blocks in the same order, so variant − baseline
 differences pair up block by block: :func:`lit_ffn.experiments.stats.seed_block_difference` puts
 the validation set's own sampling noise into the CI of a difference.
 
@@ -64,15 +66,34 @@ def block_losses(run_dir: Path, device: str | None = None) -> tuple[list[float],
             f"the validation split of {data['data_dir']} holds no block of seq_len+1 = {seq_len + 1} tokens"
         )
     blocks = ValBlocks(module.location.split("val"), seq_len + 1, n_blocks, EVAL_BATCH, cache_dir=data.get("cache_dir"))
+    eos = _eos_id(str(data["data_dir"]))
     losses: list[float] = []
+    docs: list[int] = []
+    document = 0  # end-of-document tokens seen before the current block: the document its first token is in
     with torch.no_grad():
         for stored in blocks:  # (b, T + 1) int32
             batch = stored.to(device).long()
             hidden = decoder(batch[:, :-1])  # (b, T, D)
             for i in range(batch.shape[0]):
                 losses.append(float(linear_cross_entropy(hidden[i], decoder.head_weight, batch[i, 1:], chunk)))
+                docs.append(document)
+                if eos is not None:
+                    document += int((stored[i] == eos).sum())
     facts = {"blocks": n_blocks, "seq_len": seq_len, "step": loaded.global_step, "data_dir": str(data["data_dir"])}
+    if eos is not None:
+        facts["block_docs"] = docs
     return losses, facts
+
+
+def _eos_id(data_dir: str) -> int | None:
+    """The dataset's end-of-document id (``meta.json``'s ``eos_id``), None when it has none."""
+    from lit_ffn.data import format as data_format
+
+    try:
+        value = data_format.read_meta(data_dir).get("eos_id")
+    except UserError:
+        return None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def evaluate_run(run_dir: Path, device: str | None = None) -> dict[str, Any]:

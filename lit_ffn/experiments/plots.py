@@ -265,7 +265,7 @@ def plot_training_curves(
     groups: Mapping[str, Sequence[tuple[Series, Series]]], out_png: PathLike, title: str | None = None
 ) -> Path:
     """``lit_ffn ablate``'s curves.png: per group (one variant's seeds, each run a ``(train/loss, val/loss)``
-    pair of series) the **training loss**, smoothed (a centred running mean over ~2% of its logged points),
+    pair of series) the **training loss**, smoothed (a centred running mean over ~5% of its logged points),
     averaged over runs on a common step grid with a ±1 std band, and the **validation points as markers**
     (mean ± std over runs at each validation step, no line through them).  The right panel zooms on the
     second half of training, where variants separate."""
@@ -289,7 +289,7 @@ def plot_training_curves(
             curves = []
             for t in trains:
                 steps, values = zip(*t)
-                window = max(1, len(values) // 50)
+                window = max(1, len(values) // 20)
                 curves.append(np.interp(grid, steps, smooth(values, window)))
             stack = np.array(curves)
             mean = stack.mean(axis=0)

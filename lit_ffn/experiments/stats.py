@@ -39,7 +39,7 @@ same seed see the same data order, a paired test on the per-seed differences:
       two-sample (Welch): se = sqrt(s_A²/n_A + s_B²/n_B), ν Welch–Satterthwaite
       paired:             se = s_d/√n,                    ν = n − 1
 
-  so "no detectable difference" can say which differences were ruled out.
+  so an "inconclusive" verdict can say which differences it could have seen.
 * :func:`holm` — Holm–Bonferroni adjusted p-values for the k comparisons of
   one study.  Hand-written because scipy has no Holm correction (it only
   offers Benjamini–Hochberg FDR via ``scipy.stats.false_discovery_control``)

@@ -97,7 +97,7 @@ def test_the_multiplier_of_a_curve_shifted_by_2x_in_compute_is_2(tmp_path: Path)
     md = report.write_report(study)["md"].read_text()
     fit_line = next(line for line in md.splitlines() if line.startswith("- swiglu: saturating power law L = "))
     assert float(fit_line.split("= ")[1].split(" +")[0]) == pytest.approx(2.0, abs=5e-3)  # E of the known law
-    assert "·C^(−0.1200) (4 rungs)" in fit_line
+    assert "·C^(−0.1200) (4 rungs, weighted by 1/se²)" in fit_line
     lines = md.splitlines()
     table = lines.index("| variant | M vs swiglu | 95% CI | LOO band | non-finite draws | note |")
     assert "| swiglu | 1 | — | — | — | the reference (1 by construction) |" in lines
@@ -230,6 +230,6 @@ def test_a_rung_that_does_not_beat_the_unigram_reference_is_flagged_and_left_out
     assert [p.rung for p in found.usable("swiglu")] == ["r2", "r3", "r4", "r5"]
     md = found.markdown()
     assert "- ⚠ swiglu at `r1`: mean final loss 6.5000 does not beat the unigram reference" in md
-    assert "left out of its scaling fit" in md and "(4 rungs)" in md
+    assert "left out of its scaling fit" in md and "(4 rungs, weighted by 1/se²)" in md
     monkeypatch.setattr(scaling_report, "study_reference", lambda runs: 7.0)  # every rung beats 7.0
     assert len(scaling_report.ScalingReport(study, runs, "swiglu").usable("swiglu")) == 5
