@@ -14,7 +14,7 @@ and the baseline b, over the seeds both finished (a diverged run's outcome is +�
   pair would report only the survivors.  Chosen as the default because the alternative cannot decide at
   the seeds a study can afford: the rank-based test below has a smallest two-sided p of 2^(1−n), so with
   5 seeds it can never reach p < 0.05 (its power is exactly 0), while the paired t-test at 5 seeds detects
-  a true Δ of 2 standard deviations of d_s 80% of the time (simulated: docs/experiments.md).
+  a true Δ of 2 standard deviations of d_s 91% of the time (simulated, with divergence rates: docs/experiments.md).
 * ``sign``: the paired sign test in which a diverged run ranks worst
   (:func:`lit_ffn.experiments.stats.sign_test`; both diverged: a tie, left out); Δ is the median of d_s
   (+∞ possible), its 95% CI the distribution-free order-statistic interval of the median (none below 6
