@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lit_ffn ablate",
         description="Train every (FFN variant, seed) pair of a study, resumably, and report the final validation "
-        "loss per variant with Welch's t-test against a baseline. Any other --key=value is a `lit_ffn fit` "
+        "loss per variant against a baseline with the study's primary test (one Holm family per study). Any other --key=value is a `lit_ffn fit` "
         "override applied to every run.",
         epilog="example: lit_ffn ablate --config configs/quickstart.yaml --ffn swiglu geglu dynamic_geglu "
         "--seeds 0 1 2 --out runs/ablation_quickstart",
@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scaling ladder: every run once per rung config (layered over the base); loss-vs-compute fits "
         "and compute multipliers in the report",
     )
+    _add_verdict_arguments(parser)
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--print-commands", action="store_true", help="print the fit command each pair needs now")
     mode.add_argument("--slurm-array", metavar="FILE", help="write a SLURM array script (one task per pair)")
@@ -244,6 +245,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete a run's checkpoints/ once it is done (saves disk; it can no longer be extended)",
     )
     return parser
+
+
+def _add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--primary-test`` and ``--control``: declared with the study, before its runs (study.json)."""
+    from lit_ffn.experiments.verdicts import DEFAULT_PRIMARY_TEST, PRIMARY_TESTS
+
+    parser.add_argument(
+        "--primary-test",
+        metavar="TEST",
+        help=f"the one test whose Holm-adjusted result gives the verdicts, declared with the study: "
+        f"{', '.join(PRIMARY_TESTS)} (default for a new study: {DEFAULT_PRIMARY_TEST}); every other test is secondary",
+    )
+    parser.add_argument(
+        "--control",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="variants whose effect is known in advance (e.g. a narrowed FFN): tested on their own, outside the "
+        "Holm family, reported as 'control detected / not detected'",
+    )
 
 
 def _ablate_argv_without_mode(argv: Sequence[str]) -> list[str]:
@@ -279,7 +300,7 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             raise UserError("--target-mdd is for --plan (the seeds a study needs); add --plan")
         if args.report:
             study = Study.load(Path(args.report))
-            paths = write_report(study, args.baseline)
+            paths = write_report(study, args.baseline, primary_test=args.primary_test, controls=args.control)
             print(f"wrote {', '.join(str(p) for p in paths.values())}")
             return 0
         if not args.out:
@@ -299,6 +320,8 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             eval_tasks=args.eval_tasks,
             eval_include_path=args.eval_include_path,
             eval_limit=args.eval_limit,
+            primary_test=args.primary_test,
+            controls=args.control,
         )
         check_configs(study)
         if study.eval_tasks:  # unknown tasks and a missing lm-eval fail now, not after the first run

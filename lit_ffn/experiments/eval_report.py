@@ -4,8 +4,9 @@ seed statistics as the loss (:mod:`lit_ffn.experiments.stats`), read from each c
 
 Per (rung, task) and variant: the task's accuracy-type metric (the first of acc, acc_norm,
 exact_match: :func:`lit_ffn.inference.evaluate.accuracy`) over seeds, mean ± std, its difference to
-the baseline with the paired-by-seed t-test (CI, p, Holm over the variants) and Welch's p (Holm).
-Higher is better here, unlike the loss.
+the baseline with the study's primary test (:mod:`lit_ffn.experiments.verdicts`: CI, p, and the Holm p of
+the study's **one** family, which holds every task and rung beside the loss comparisons), the verdict,
+and Welch's p as a secondary number.  Higher is better here, unlike the loss.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import csv
 import json
 import math
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lit_ffn.experiments import stats
 from lit_ffn.experiments.study import Study
+from lit_ffn.experiments.verdicts import Comparison
 
 #: What ``lit_ffn ablate --eval-tasks`` writes into each evaluated run directory.
 EVAL_FILE = "eval.json"
@@ -57,16 +60,27 @@ class EvalReport:
                         by_variant[pair.variant][pair.seed] = found[1]
                 self.values[(rung, task)] = by_variant
 
-    def rows(self, rung: str, task: str) -> list[dict[str, Any]]:
+    def comparisons(self, rtol: float = 1e-13) -> list[Comparison]:
+        """The primary test of every (variant, rung, task) against the baseline: members of the study's one
+        Holm family (controls outside it), not yet adjusted."""
+        from lit_ffn.experiments.verdicts import primary
+
+        out = []
+        for (rung, task), by_variant in self.values.items():
+            for variant in self.study.variants:
+                if variant == self.baseline:
+                    continue
+                result = primary(self.study.primary_test, by_variant[variant], by_variant[self.baseline],
+                                 (variant, self.baseline), rtol)  # fmt: skip
+                out.append(Comparison(variant, rung, task, variant in self.study.controls, result))
+        return out
+
+    def rows(self, rung: str, task: str, family: Sequence[Comparison]) -> list[dict[str, Any]]:
         by_variant = self.values[(rung, task)]
         base = by_variant[self.baseline]
-        others = [v for v in self.study.variants if v != self.baseline]
-        paired = {v: stats.paired(by_variant[v], base) for v in others}
-        welch = {v: stats.welch(list(by_variant[v].values()), list(base.values())) for v in others}
-        p_paired_holm = dict(zip(others, stats.holm([paired[v].p for v in others])))
-        p_welch_holm = dict(zip(others, stats.holm([welch[v].p for v in others])))
+        found = {c.variant: c for c in family if c.rung == rung and c.task == task}
         out = []
-        for variant in [self.baseline, *others]:
+        for variant in [self.baseline, *(v for v in self.study.variants if v != self.baseline)]:
             values = by_variant[variant]
             row: dict[str, Any] = {
                 "rung": rung,
@@ -74,32 +88,38 @@ class EvalReport:
                 "metric": self.metric.get(task, ""),
                 "variant": variant,
                 "n": len(values),
-                "mean": statistics.fmean(values.values()) if values else math.nan,
-                "std": statistics.stdev(values.values()) if len(values) > 1 else math.nan,
+                "mean": statistics.fmean(values.values()) if values else "",
+                "std": statistics.stdev(values.values()) if len(values) > 1 else "",
                 "values": " ".join(f"{s}:{v!r}" for s, v in sorted(values.items())),
             }
-            if variant != self.baseline:
-                t = paired[variant]
+            c = found.get(variant)
+            if c is not None:
+                r = c.result
+                welch = stats.welch(list(values.values()), list(base.values()))
                 row |= {
-                    "delta": t.diff,
-                    "paired_ci95_low": t.ci_low,
-                    "paired_ci95_high": t.ci_high,
-                    "p_paired": t.p,
-                    "p_paired_holm": p_paired_holm[variant],
-                    "p_welch": welch[variant].p,
-                    "p_welch_holm": p_welch_holm[variant],
+                    "delta": _num(r.diff),
+                    "ci95_low": _num(r.ci_low),
+                    "ci95_high": _num(r.ci_high),
+                    "p": _num(r.p),
+                    "p_holm": _num(c.p_holm),
+                    "mdd": _num(r.mdd),
+                    "verdict": c.verdict(4),
+                    "withheld": r.withheld or ("control: tested outside the Holm family" if c.control else ""),
+                    "p_welch": _num(welch.p),
                 }
             out.append(row)
         return out
 
-    def markdown(self) -> str:
+    def markdown(self, family: Sequence[Comparison]) -> str:
+        k = sum(not c.control for c in family)
         lines = [
             "## Downstream tasks (`--eval-tasks`, lm-evaluation-harness)",
             "",
             (
                 f"Each confirmation run's last checkpoint scored by `lit_ffn evaluate` (`{EVAL_FILE}` in its run "
-                f"directory). Higher is better; Δ = variant − {self.baseline}; CI and p of the paired-by-seed "
-                "t-test, Holm over the variants; Welch's p (Holm) beside it."
+                f"directory). Higher is better; Δ = variant − {self.baseline}; CI, p and verdict of the study's primary "
+                f"test ({self.study.primary_test}), Holm over the study's one family (k = {k}, with the loss "
+                "comparisons); Welch's p is a secondary number."
             ),
         ]
         for rung in self.study.rungs:
@@ -111,35 +131,33 @@ class EvalReport:
                     f"**{task}** ({metric}){where}:",
                     "",
                     (
-                        f"| variant | n | {metric} (mean ± std) | Δ vs {self.baseline} | 95% CI of Δ (paired) "
-                        "| p (paired) | p (paired, Holm) | p (Welch, Holm) |"
+                        f"| variant | n | {metric} (mean ± std) | Δ vs {self.baseline} | 95% CI of Δ | p | "
+                        f"p (Holm, k={k}) | verdict | MDD | p (Welch, secondary) |"
                     ),
-                    "|---|---:|---|---:|---|---:|---:|---:|",
+                    "|---|---:|---|---:|---|---:|---:|---|---:|---:|",
                 ]
-                for row in self.rows(rung, task):
-                    mean = "—" if math.isnan(row["mean"]) else f"{row['mean']:.4f}"
-                    if not math.isnan(row["std"]):
+                for row in self.rows(rung, task, family):
+                    mean = "—" if row["mean"] == "" else f"{row['mean']:.4f}"
+                    if row["std"] != "":
                         mean += f" ± {row['std']:.4f}"
                     if "delta" not in row:
-                        lines.append(f"| {row['variant']} | {row['n']} | {mean} | — | — | — | — | — |")
+                        lines.append(f"| {row['variant']} | {row['n']} | {mean} | — | — | — | — | baseline | — | — |")
                         continue
-                    ci = (
-                        "—"
-                        if math.isnan(row["paired_ci95_low"])
-                        else f"[{row['paired_ci95_low']:+.4f}, {row['paired_ci95_high']:+.4f}]"
-                    )
+                    ci = "—" if row["ci95_low"] == "" else f"[{row['ci95_low']:+.4f}, {row['ci95_high']:+.4f}]"
+                    holm = "— (control)" if row["withheld"].startswith("control") else _p(row["p_holm"])
                     lines.append(
                         f"| {row['variant']} | {row['n']} | {mean} | {_signed(row['delta'])} | {ci} | "
-                        f"{stats.format_p(row['p_paired'])} | {stats.format_p(row['p_paired_holm'])} | "
-                        f"{stats.format_p(row['p_welch_holm'])} |"
+                        f"{_p(row['p'])} | {holm} | {row['verdict']} | {_mdd(row['mdd'])} | {_p(row['p_welch'])} |"
                     )
         return "\n".join(lines) + "\n"
 
-    def write(self, out: Path) -> dict[str, Path]:
+    def write(self, out: Path, family: Sequence[Comparison]) -> dict[str, Path]:
         path = out / "eval.csv"
-        rows = [row for rung in self.study.rungs for task in self.study.eval_tasks for row in self.rows(rung, task)]
-        fields = ["rung", "task", "metric", "variant", "n", "mean", "std", "values", "delta", "paired_ci95_low",
-                  "paired_ci95_high", "p_paired", "p_paired_holm", "p_welch", "p_welch_holm"]  # fmt: skip
+        rows = [
+            row for rung in self.study.rungs for task in self.study.eval_tasks for row in self.rows(rung, task, family)
+        ]
+        fields = ["rung", "task", "metric", "variant", "n", "mean", "std", "values", "delta", "ci95_low",
+                  "ci95_high", "p", "p_holm", "mdd", "verdict", "withheld", "p_welch"]  # fmt: skip
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
@@ -147,8 +165,20 @@ class EvalReport:
         return {"eval_csv": path}
 
 
-def _signed(x: float) -> str:
-    return "—" if math.isnan(x) else f"{x:+.4f}"
+def _num(x: float) -> float | str:
+    return "" if isinstance(x, float) and math.isnan(x) else x
+
+
+def _p(p: Any) -> str:
+    return "—" if p == "" else stats.format_p(p)
+
+
+def _mdd(x: Any) -> str:
+    return "—" if x == "" else f"{x:.4f}"
+
+
+def _signed(x: Any) -> str:
+    return "—" if x == "" else f"{x:+.4f}"
 
 
 __all__ = ["EVAL_FILE", "EvalReport", "read_eval", "task_accuracy"]

@@ -11,7 +11,9 @@ the training loss function (:func:`lit_ffn.loss.linear_cross_entropy`, fp32, no 
     L   = (1/B) Σ_b ℓ_b                                  B blocks (every block has T targets)
 
 The per-block losses ``ℓ_b`` go to ``<run>/final_eval.json`` and ``L`` into the run's ``DONE``
-record.  Every run of a study is scored on the same blocks in the same order, so variant − baseline
+record, with ``block_docs``: for each block the document its first token belongs to (the number of
+end-of-document tokens, ``meta.json``'s ``eos_id``, in the blocks before it), so that the seed × block
+interval resamples the blocks of one document together.  Every run of a study is scored on the same blocks in the same order, so variant − baseline
 differences pair up block by block: :func:`lit_ffn.experiments.stats.seed_block_difference` puts
 the validation set's own sampling noise into the CI of a difference.
 
@@ -62,6 +64,29 @@ def _losses(decoder: Any, blocks: Any, chunk: int, device: str) -> list[float]:
     return losses
 
 
+def _block_docs(blocks: Any, eos: int) -> list[int]:
+    """For each block (in :class:`ValBlocks` order), the document its first token is in: the number of
+    end-of-document tokens in the blocks before it."""
+    docs: list[int] = []
+    document = 0
+    for stored in blocks:  # (b, T + 1) int32
+        for i in range(stored.shape[0]):
+            docs.append(document)
+            document += int((stored[i] == eos).sum())
+    return docs
+
+
+def _eos_id(data_dir: str) -> int | None:
+    """The dataset's end-of-document id (``meta.json``'s ``eos_id``), None when it has none."""
+    from lit_ffn.data import format as data_format
+
+    try:
+        value = data_format.read_meta(data_dir).get("eos_id")
+    except UserError:
+        return None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def block_losses(run_dir: Path, device: str | None = None) -> tuple[list[float], dict[str, Any]]:
     """``([ℓ_b for every validation block], facts)`` of the run's final checkpoint (module docstring).
 
@@ -91,6 +116,9 @@ def block_losses(run_dir: Path, device: str | None = None) -> tuple[list[float],
     step = contents.get("global_step")
     facts: dict[str, Any] = {"blocks": n_blocks, "seq_len": seq_len, "step": int(step) if isinstance(step, int) else None,
                              "data_dir": str(data["data_dir"]), "averaged": "current_model_state" in contents}  # fmt: skip
+    eos = _eos_id(str(data["data_dir"]))
+    if eos is not None:
+        facts["block_docs"] = _block_docs(blocks, eos)
     if facts["averaged"]:  # Lightning's WeightAveraging: state_dict is the average, current_model_state θ
         decoder = build_decoder(model, contents["current_model_state"], located.checkpoint).to(device)
         facts["averaging"] = config.get("averaging")

@@ -1,31 +1,35 @@
-"""results.md's second comparison: the validation set's noise in the CI, diverged runs as outcomes.
+"""results.md's secondary tests: the same differences by other tests, which **never give a verdict**.
 
-The main table (:mod:`lit_ffn.experiments.report`) tests per-seed final losses, as if the validation set
-were fixed.  This section adds what that leaves out (issue 23, part 4):
+The verdict of a comparison comes from the study's primary test alone, Holm-adjusted over the study's
+one family (:mod:`lit_ffn.experiments.verdicts`).  This section prints what other tests say about the
+same difference, as numbers (issue 30: one pre-declared test; the rest secondary):
 
-* **seed × block CI** of Δ = variant − baseline from the per-(seed, block) differences of the final
-  checkpoints on the whole validation split (``final_eval.json``):
-  :func:`lit_ffn.experiments.stats.seed_block_difference` (d_{s,b} = δ + u_s + w_b + e_{s,b}; se² from
-  the seed means and the block means; Welch–Satterthwaite ν).  Its p-values form **one Holm family**:
-  the k comparisons of this study (of this rung, in a ladder: each rung is its own family).  No verdict
-  is drawn while the seed part has ν < 2 (two seeds): the row says so.
+* **Welch's t-test** over the finished runs (unpaired: blind to the seed pairing; diverged runs left out,
+  so it describes the survivors only);
+* the **paired t-test** when the primary test is the sign test (and the sign test when it is the paired
+  t-test: the divergence table);
+* the **seed × block** CI of Δ from the per-(seed, block) differences of the final checkpoints on the
+  whole validation split (``final_eval.json``): :func:`lit_ffn.experiments.stats.seed_block_difference`
+  (d_{s,b} = δ + u_s + w_b + e_{s,b}; blocks resampled by the document they start in when
+  ``final_eval.json`` records it; ν ≤ S − 1);
 * **diverged runs**: a diverged run's loss is +∞ (never retried: rerunning the same seed diverges again);
-  the divergence rate per variant, and a paired **sign test** over seeds in which a diverged run ranks
-  last (:func:`lit_ffn.experiments.stats.sign_test`; its smallest p is 2^(1−n), so < 0.05 needs ≥ 6 seeds).
+  the divergence count per variant, and the paired **sign test** in which a diverged run ranks last
+  (:func:`lit_ffn.experiments.stats.sign_test`; its smallest p is 2^(1−n), so < 0.05 needs ≥ 6 seeds).
+
+:func:`secondary_tests` computes every number once; the Markdown (:func:`secondary_section`) and the CSV
+(``results.csv``'s ``welch_*``, ``paired_*``, ``seed_block_*``, ``sign_*`` columns) both print that dict.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from lit_ffn.experiments.runs import RunResult
 from lit_ffn.experiments.study import Pair
-
-#: A test with fewer residual degrees of freedom than this draws no verdict (ν = 1: two seeds).
-MIN_VERDICT_DF = 2.0
 
 
 def outcome(run: RunResult) -> float | None:
@@ -33,9 +37,12 @@ def outcome(run: RunResult) -> float | None:
     return math.inf if run.diverged else run.loss
 
 
-def block_matrix(variant: Mapping[int, RunResult], baseline: Mapping[int, RunResult]) -> tuple[list[int], np.ndarray]:
-    """(seeds, d) with ``d[s, b] = ℓ_variant[s, b] − ℓ_baseline[s, b]`` over the seeds where both runs
-    have per-block final losses on the same number of blocks; d is (S, B)."""
+def block_matrix(
+    variant: Mapping[int, RunResult], baseline: Mapping[int, RunResult]
+) -> tuple[list[int], np.ndarray, list[int] | None]:
+    """(seeds, d, clusters) with ``d[s, b] = ℓ_variant[s, b] − ℓ_baseline[s, b]`` over the seeds where both
+    runs have per-block final losses on the same number of blocks; d is (S, B); ``clusters`` (B,) the
+    document each block starts in, when every run recorded the same (else None: blocks are independent)."""
     seeds = sorted(
         s
         for s in set(variant) & set(baseline)
@@ -44,63 +51,133 @@ def block_matrix(variant: Mapping[int, RunResult], baseline: Mapping[int, RunRes
         and len(variant[s].block_losses) == len(baseline[s].block_losses)
     )
     if not seeds:
-        return [], np.zeros((0, 0))
+        return [], np.zeros((0, 0)), None
     d = np.array([np.subtract(variant[s].block_losses, baseline[s].block_losses) for s in seeds])
-    return seeds, d
+    docs = [r.block_docs for s in seeds for r in (variant[s], baseline[s])]
+    clusters = docs[0] if docs[0] and all(x == docs[0] for x in docs) and len(docs[0]) == d.shape[1] else None
+    return seeds, d, clusters
 
 
-def verdict(diff: float, p: float, p_holm: float, n_seeds: int, baseline: str, k: int) -> str:
-    """The seed × block verdict in words; none while the seed part has ν = n_seeds − 1 < :data:`MIN_VERDICT_DF`
-    (with 2 seeds the seed noise is estimated from one difference, however many blocks there are)."""
-    if math.isnan(p):
-        return "no test (needs ≥ 2 seeds with per-block losses in both)"
-    if not n_seeds - 1 >= MIN_VERDICT_DF:
-        return f"too few seeds for a verdict ({n_seeds} seeds: ν_seed = {n_seeds - 1} < {MIN_VERDICT_DF:g})"
-    if p >= 0.05:
-        return "no detectable difference"
-    direction = "lower" if diff < 0 else "higher"
-    if k > 1 and not p_holm < 0.05:
-        return f"{direction} loss (p < 0.05, but not after Holm over {k} comparisons)"
-    return f"**{direction} loss than {baseline}** (p < 0.05{', also after Holm' if k > 1 else ''})"
+#: results.csv's secondary columns, in order (empty where a test has too few runs).
+SECONDARY_FIELDS = [
+    "welch_delta", "welch_ci95_low", "welch_ci95_high", "welch_df", "p_welch",
+    "paired_delta", "paired_ci95_low", "paired_ci95_high", "paired_df", "p_paired",
+    "seed_block_seeds", "seed_block_blocks", "seed_block_clusters", "seed_block_delta", "seed_block_ci95_low",
+    "seed_block_ci95_high", "seed_block_se_seed", "seed_block_se_block", "seed_block_df", "p_seed_block",
+    "diverged", "runs", "sign_lower", "sign_higher", "sign_ties", "p_sign",
+]  # fmt: skip
 
 
-def outcomes_section(variants: list[str], runs: Mapping[Pair, RunResult], baseline: str) -> list[str]:
-    """Markdown lines: the seed × block table (one Holm family) and the divergence / sign-test table."""
+def _num(x: float) -> float | str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def secondary_tests(
+    variants: list[str], runs: Mapping[Pair, RunResult], baseline: str, primary_test: str, rtol: float = 1e-13
+) -> dict[str, dict[str, Any]]:
+    """``{variant: {SECONDARY_FIELDS: value or ""}}`` (the baseline: its divergence count only)."""
     from lit_ffn.experiments import stats
+    from lit_ffn.experiments.verdicts import paired_t
 
     by_variant: dict[str, dict[int, RunResult]] = {v: {} for v in variants}
     for pair, run in runs.items():
         if pair.variant in by_variant and outcome(run) is not None:
             by_variant[pair.variant][pair.seed] = run
+    out: dict[str, dict[str, Any]] = {}
+    base = by_variant[baseline]
+    base_outcomes = {s: outcome(r) for s, r in base.items()}
+    for v in variants:
+        runs_v = by_variant[v]
+        row: dict[str, Any] = dict.fromkeys(SECONDARY_FIELDS, "")
+        row["diverged"], row["runs"] = sum(r.diverged for r in runs_v.values()), len(runs_v)
+        if v != baseline:
+            finite = [x for x in (outcome(r) for r in runs_v.values()) if math.isfinite(x)]
+            finite_base = [x for x in base_outcomes.values() if math.isfinite(x)]
+            w = stats.welch(finite, finite_base)
+            row |= {"welch_delta": _num(w.diff), "welch_ci95_low": _num(w.ci_low), "welch_ci95_high": _num(w.ci_high),
+                    "welch_df": _num(w.df), "p_welch": _num(w.p)}  # fmt: skip
+            if primary_test != "paired-t":
+                t = paired_t({s: outcome(r) for s, r in runs_v.items()}, base_outcomes, (v, baseline), rtol)
+                row |= {"paired_delta": _num(t.diff), "paired_ci95_low": _num(t.ci_low),
+                        "paired_ci95_high": _num(t.ci_high), "paired_df": _num(t.df), "p_paired": _num(t.p)}  # fmt: skip
+            seeds, d, clusters = block_matrix(runs_v, base)
+            if seeds:
+                r = {k: float(x) for k, x in stats.seed_block_difference(d, clusters=clusters).items()}
+                row |= {"seed_block_seeds": len(seeds), "seed_block_blocks": d.shape[1],
+                        "seed_block_clusters": len(set(clusters)) if clusters else d.shape[1],
+                        "seed_block_delta": r["diff"], "seed_block_ci95_low": _num(r["ci_low"]),
+                        "seed_block_ci95_high": _num(r["ci_high"]), "seed_block_se_seed": _num(r["se_seed"]),
+                        "seed_block_se_block": _num(r["se_block"]), "seed_block_df": _num(r["df"]),
+                        "p_seed_block": _num(r["p"])}  # fmt: skip
+            sign = stats.sign_test({s: outcome(r) for s, r in runs_v.items()}, base_outcomes)
+            row |= {
+                "sign_lower": sign.better,
+                "sign_higher": sign.worse,
+                "sign_ties": sign.ties,
+                "p_sign": _num(sign.p),
+            }
+        out[v] = row
+    return out
+
+
+def _ci(low: Any, high: Any, d: int) -> str:
+    return "—" if low == "" or high == "" else f"[{low:+.{d}f}, {high:+.{d}f}]"
+
+
+def _p(p: Any) -> str:
+    from lit_ffn.experiments.stats import format_p
+
+    return "—" if p == "" else format_p(p)
+
+
+def _f(x: Any, spec: str) -> str:
+    return "—" if x == "" else format(x, spec)
+
+
+def secondary_section(
+    variants: list[str], tests: Mapping[str, Mapping[str, Any]], baseline: str, primary_test: str, d: int = 4
+) -> list[str]:
+    """Markdown lines of :func:`secondary_tests`' numbers: other tests of the same differences, and the
+    diverged runs; no verdict words."""
     others = [v for v in variants if v != baseline]
-    k = len(others)
-    tests = {}
-    for v in others:
-        seeds, d = block_matrix(by_variant[v], by_variant[baseline])
-        tests[v] = (seeds, d, stats.seed_block_test(d) if len(seeds) else None)
-    p_values = [t.p if t is not None else math.nan for _, _, t in tests.values()]
-    adjusted = dict(zip(others, stats.holm(p_values)))
+    paired_cols = primary_test != "paired-t"
     lines = [
         "",
+        "### Secondary tests (numbers only: the verdicts above come from the primary test alone)",
+        "",
         (
-            f"Δ vs {baseline} with the validation set's noise in it (seed × block; final checkpoint, whole "
-            f"validation split; one Holm family: these k = {k} comparisons):"
+            "Welch: unpaired t-test over the finished runs (diverged runs left out: it describes the survivors). "
+            + ("Paired t: over the seeds both finished; withheld when a pair diverged. " if paired_cols else "")
+            + "Seed × block: the final checkpoints' per-block differences on the whole validation split "
+            "(`final_eval.json`), seed and block noise both in the CI, blocks resampled by the document they start "
+            "in when recorded (clusters), ν ≤ seeds − 1 (`lit_ffn.experiments.stats.seed_block_difference`)."
         ),
         "",
-        "| variant | seeds × blocks | Δ | 95% CI (seed × block) | se seed / se block | ν | p | p (Holm) | verdict |",
-        "|---|---|---:|---|---|---:|---:|---:|---|",
+        "| variant | Δ (Welch) | 95% CI (Welch) | p (Welch) | "
+        + ("Δ (paired t) | 95% CI (paired t) | p (paired t) | " if paired_cols else "")
+        + "seeds × blocks (clusters) | 95% CI (seed × block) | se seed / se block | ν | p (seed × block) |",
+        "|---|---:|---|---:|" + ("---:|---|---:|" if paired_cols else "") + "---|---|---|---:|---:|",
     ]
     for v in others:
-        seeds, d, t = tests[v]
-        if t is None:
-            lines.append(f"| {v} | 0 | — | — | — | — | — | — | no per-block losses (final_eval.json) |")
-            continue
-        r = {key: float(x) for key, x in stats.seed_block_difference(d).items()}
-        ci = "—" if math.isnan(t.ci_low) else f"[{t.ci_low:+.4f}, {t.ci_high:+.4f}]"
+        r = tests[v]
+        paired = (
+            f"{_f(r['paired_delta'], f'+.{d}f')} | {_ci(r['paired_ci95_low'], r['paired_ci95_high'], d)} | "
+            f"{_p(r['p_paired'])} | "
+            if paired_cols
+            else ""
+        )
+        if r["seed_block_seeds"] == "":
+            block = "no per-block losses (final_eval.json) | — | — | — | — |"
+        else:
+            block = (
+                f"{r['seed_block_seeds']} × {r['seed_block_blocks']} ({r['seed_block_clusters']}) | "
+                f"{_ci(r['seed_block_ci95_low'], r['seed_block_ci95_high'], d)} | "
+                f"{_f(r['seed_block_se_seed'], '.4f')} / {_f(r['seed_block_se_block'], '.4f')} | "
+                f"{_f(r['seed_block_df'], '.1f')} | {_p(r['p_seed_block'])} |"
+            )
         lines.append(
-            f"| {v} | {len(seeds)} × {d.shape[1]} | {t.diff:+.4f} | {ci} | {r['se_seed']:.4f} / {r['se_block']:.4f} | "
-            f"{t.df:.1f} | {stats.format_p(t.p)} | {stats.format_p(adjusted[v])} | "
-            f"{verdict(t.diff, t.p, adjusted[v], len(seeds), baseline, k)} |"
+            f"| {v} | {_f(r['welch_delta'], f'+.{d}f')} | {_ci(r['welch_ci95_low'], r['welch_ci95_high'], d)} | "
+            f"{_p(r['p_welch'])} | {paired}{block}"
         )
     lines += [
         "",
@@ -109,19 +186,16 @@ def outcomes_section(variants: list[str], runs: Mapping[Pair, RunResult], baseli
         f"| variant | diverged / runs | sign test vs {baseline}: lower / higher / ties | p (sign test) |",
         "|---|---|---|---:|",
     ]
-    base_outcomes = {s: outcome(r) for s, r in by_variant[baseline].items()}
     for v in variants:
-        runs_v = by_variant[v]
-        diverged = sum(r.diverged for r in runs_v.values())
+        r = tests[v]
         if v == baseline:
-            lines.append(f"| {v} | {diverged} / {len(runs_v)} | — | — |")
+            lines.append(f"| {v} | {r['diverged']} / {r['runs']} | — | — |")
             continue
-        sign = stats.sign_test({s: outcome(r) for s, r in runs_v.items()}, base_outcomes)
         lines.append(
-            f"| {v} | {diverged} / {len(runs_v)} | {sign.better} / {sign.worse} / {sign.ties} | "
-            f"{stats.format_p(sign.p)} |"
+            f"| {v} | {r['diverged']} / {r['runs']} | {r['sign_lower']} / {r['sign_higher']} / {r['sign_ties']} | "
+            f"{_p(r['p_sign'])} |"
         )
     return lines
 
 
-__all__ = ["MIN_VERDICT_DF", "block_matrix", "outcome", "outcomes_section", "verdict"]
+__all__ = ["SECONDARY_FIELDS", "block_matrix", "outcome", "secondary_section", "secondary_tests"]

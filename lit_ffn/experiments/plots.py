@@ -247,6 +247,82 @@ def plot_series_groups(
     return _save(fig, out_png)
 
 
+def smooth(values: Sequence[float], window: int) -> list[float]:
+    """Centred running mean over ``window`` points (shrinking at the ends: no padding invented)."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    if window <= 1 or x.size < 3:
+        return x.tolist()
+    half = window // 2
+    cumulative = np.concatenate([[0.0], np.cumsum(x)])
+    idx = np.arange(x.size)
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, x.size)
+    return ((cumulative[hi] - cumulative[lo]) / (hi - lo)).tolist()
+
+
+def plot_training_curves(
+    groups: Mapping[str, Sequence[tuple[Series, Series]]], out_png: PathLike, title: str | None = None
+) -> Path:
+    """``lit_ffn ablate``'s curves.png: per group (one variant's seeds, each run a ``(train/loss, val/loss)``
+    pair of series) the **training loss**, smoothed (a centred running mean over ~5% of its logged points),
+    averaged over runs on a common step grid with a ±1 std band, and the **validation points as markers**
+    (mean ± std over runs at each validation step, no line through them).  The right panel zooms on the
+    second half of training, where variants separate."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    groups = {label: runs for label, runs in groups.items() if runs}
+    if not groups:
+        raise UserError("no curves to plot: every group is empty")
+    fig, axes = _figure(1, 2, width=6.5, height=5.0)
+    axes = list(axes[0])
+    colors = colormaps["tab20" if len(groups) > 10 else "tab10"]
+    max_step = max((s for runs in groups.values() for t, v in runs for s, _ in (*t, *v)), default=0)
+    zoom: list[float] = []
+    for i, (label, runs) in enumerate(groups.items()):
+        color = colors(i)
+        trains = [t for t, _ in runs if len(t) > 1]
+        if trains:
+            end = min(t[-1][0] for t in trains)
+            grid = np.linspace(max(t[0][0] for t in trains), end, 200)
+            curves = []
+            for t in trains:
+                steps, values = zip(*t)
+                window = max(1, len(values) // 20)
+                curves.append(np.interp(grid, steps, smooth(values, window)))
+            stack = np.array(curves)
+            mean = stack.mean(axis=0)
+            std = stack.std(axis=0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+            for ax in axes:
+                ax.plot(grid, mean, color=color, label=f"{label} train (n={len(curves)})")
+                ax.fill_between(grid, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            zoom += list((mean - std)[grid >= max_step / 2]) + list((mean + std)[grid >= max_step / 2])
+        vals = [v for _, v in runs if v]
+        if vals:
+            steps, mean_v, lo, hi = mean_band(vals, "std")
+            err = [np.subtract(mean_v, lo), np.subtract(hi, mean_v)]
+            for ax in axes:
+                ax.errorbar(steps, mean_v, yerr=err, fmt="o", color=color, markeredgecolor="black", capsize=3,
+                            linestyle="none", label=f"{label} val (final {mean_v[-1]:.4f})")  # fmt: skip
+            zoom += [y for s, a, b in zip(steps, lo, hi) if s >= max_step / 2 for y in (a, b)]
+    if max_step > 0:
+        axes[1].set_xlim(max_step / 2, max_step * 1.02)
+        if zoom:
+            low, high = min(zoom), max(zoom)
+            pad = 0.05 * (high - low) or 0.01
+            axes[1].set_ylim(low - pad, high + pad)
+        axes[1].set_title("second half of training")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title:
+        axes[0].set_title(title, fontsize=9)
+    return _save(fig, out_png)
+
+
 def plot_curves(
     groups: Mapping[str, Sequence[PathLike]], tag: str, out_png: PathLike, title: str | None = None
 ) -> Path:

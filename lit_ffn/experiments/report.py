@@ -1,12 +1,14 @@
 """The report of a :mod:`lit_ffn.experiments.ablate` study, read from its runs on disk.
 
-``DIR/results.md`` / ``results.csv``: per variant the final validation loss
-(mean ± sample std over seeds, n), its difference to the baseline with a 95%
-Welch CI, Welch's p-value and its Holm-adjusted value over all comparisons
-(:mod:`lit_ffn.experiments.stats`), a verdict in words, parameter counts
-(:mod:`lit_ffn.experiments.params`) and tokens/s.  ``DIR/curves.png``: validation loss vs
-step, mean ± std band over seeds per variant.  ``DIR/gates.png``: the gate
-statistics of every layer at the end of training, one panel per variant.
+``DIR/results.md`` / ``results.csv``: per variant the final validation loss (mean ± sample std over
+seeds, n) and **one main table with the study's primary test only** — Δ to the baseline, its 95% CI,
+p, the Holm-adjusted p over the study's one family, the verdict and the minimum detectable difference
+(:mod:`lit_ffn.experiments.verdicts`); other tests in a secondary section, numbers only
+(:mod:`lit_ffn.experiments.outcomes_report`); parameter counts (:mod:`lit_ffn.experiments.params`) and
+tokens/s.  ``results.csv`` holds the same numbers and leaves empty what results.md withholds, with the
+reason in its ``withheld`` column.  ``DIR/curves.png``: the training loss (smoothed, mean ± std band over
+seeds) per variant with the validation points as markers.  ``DIR/gates.png``: the gate statistics of
+every layer at the end of training, one panel per variant.
 
 Everything is read back from each run's ``config.yaml`` and TensorBoard
 events, so ``lit_ffn ablate --report DIR`` rebuilds the report at any time
@@ -26,7 +28,6 @@ from typing import Any
 import numpy as np
 
 from lit_ffn.errors import UserError
-from lit_ffn.experiments.outcomes_report import MIN_VERDICT_DF, outcomes_section
 from lit_ffn.experiments.planner import plan_lines
 from lit_ffn.experiments.runs import (  # noqa: F401 - read_run, tokens_per_second: re-exported (older callers)
     RunResult,
@@ -36,130 +37,140 @@ from lit_ffn.experiments.runs import (  # noqa: F401 - read_run, tokens_per_seco
     tokens_per_second,
 )
 from lit_ffn.experiments.study import Pair, Study
-
+from lit_ffn.experiments.verdicts import Comparison
 
 # ================================================================== the report
+#: TensorBoard keeps scalars in float32: per-seed differences that agree to ~8 float32 ulps are "no spread".
+FLOAT32_RTOL = 8 * float(np.finfo(np.float32).eps)
+
+
 @dataclass
 class VariantRow:
-    """One line of results.md / results.csv."""
+    """One line of results.md / results.csv: a variant at one rung, its primary comparison and secondary tests."""
 
     variant: str
-    values: dict[int, float]  # seed -> final val loss (finished runs only)
+    role: str  # "baseline", "compared" (in the Holm family) or "control" (outside it)
+    outcomes: dict[int, float]  # seed -> final loss of every finished run (+inf: diverged)
     final_steps: list[int]
-    summary: Any  # lit_ffn.experiments.stats.Summary
-    test: Any  # lit_ffn.experiments.stats.TTestResult of Welch's test, or None for the baseline
-    p_holm: float
-    verdict: str
+    summary: Any  # lit_ffn.experiments.stats.Summary of the finite outcomes
+    comparison: Comparison | None  # the primary test against the baseline (None for the baseline)
+    secondary: dict[str, Any]  # lit_ffn.experiments.outcomes_report.secondary_tests' row
     params: Any  # lit_ffn.experiments.params.ParamCount, or None
     tokens_per_s: float | None
     tokens_per_s_source: str
-    paired: Any = (
-        None  # lit_ffn.experiments.stats.TTestResult of the paired test (same seeds), or None for the baseline
-    )
-    p_paired_holm: float = math.nan
+
+    @property
+    def values(self) -> dict[int, float]:
+        """seed -> final loss of the runs that did not diverge."""
+        return {s: x for s, x in self.outcomes.items() if math.isfinite(x)}
+
+    @property
+    def verdict(self) -> str:
+        return "baseline" if self.comparison is None else self.comparison.verdict()
 
 
-def _verdict(welch: Any, p_holm: float, paired: Any, p_paired_holm: float, baseline: str, k: int) -> str:
-    """The verdict in words, from the paired test where the variant and the baseline share ≥ 2 seeds
-    with some spread in their differences (the study's design: a seed fixes the data order of every
-    variant), else from Welch's test."""
-    if welch is None:
-        return "baseline"
-    test, p_adjusted, name = (
-        (paired, p_paired_holm, "paired")
-        if paired is not None and not math.isnan(paired.p)
-        else (welch, p_holm, "Welch")
-    )
-    if math.isnan(test.p):
-        return "no test (needs n ≥ 2 in both, and some spread)"
-    if name == "paired" and test.df < MIN_VERDICT_DF:  # a paired test of 2 seeds: ν = 1
-        return f"too few seeds for a verdict (paired ν = {test.df:g} < {MIN_VERDICT_DF:g})"
-    direction = "lower" if test.diff < 0 else "higher"
-    if test.p >= 0.05:
-        return f"no detectable difference ({name})"
-    if k > 1 and not p_adjusted < 0.05:
-        return f"{direction} loss ({name} p < 0.05, but not after Holm over {k} comparisons)"
-    return f"**{direction} loss than {baseline}** ({name} p < 0.05{', also after Holm' if k > 1 else ''})"
+def outcomes_of(runs: dict[Pair, RunResult], variant: str) -> dict[int, float]:
+    """seed -> final loss of ``variant``'s finished runs among ``runs`` (+inf: diverged)."""
+    from lit_ffn.experiments.outcomes_report import outcome
+
+    found = {r.pair.seed: outcome(r) for r in runs.values() if r.pair.variant == variant}
+    return {s: x for s, x in sorted(found.items()) if x is not None}
 
 
-def tuning_note(study: Study, variant: str, rung: str = "") -> str:
-    """What the verdict rests on in a tuned study: the chosen point, its margin over the runner-up with
-    the paired SE over the tuning seeds, and any edge-of-grid flag ("" in an untuned study)."""
-    from lit_ffn.experiments import tuning
+def check_declared(study: Study, primary_test: str | None, controls: Sequence[str]) -> None:
+    """A report is made with the primary test and controls the study declared before its runs: asking for
+    others is one line (changing them after seeing the data would let the data pick the test)."""
+    from lit_ffn.experiments.verdicts import check_controls, check_primary_test
 
-    if not study.tune:
-        return ""
-    losses = study.tuning_losses(variant, rung)
-    if losses is None:
-        return ""
-    try:
-        choice = tuning.choose(study.tune, losses, getattr(study, "tune_rule", tuning.DEFAULT_RULE))
-    except UserError:  # every tuning run diverged: the tuning table says so, no confirmation ran
-        return "; every tuning run diverged"
-    won = tuning.margin(choice, losses)
-    note = f"; tuned at {choice.label}" + (f", {won.describe()}" if won else "")
-    if won and not math.isnan(won.se) and won.margin < 2 * won.se:
-        note += " (within 2 SE: the choice is uncertain)"
-    if choice.edges:
-        note += "; ⚠ at the grid's edge"
-    return note
+    if primary_test is not None:
+        check_primary_test(primary_test)
+        if primary_test != study.primary_test:
+            raise UserError(
+                f"{study.out} declared --primary-test {study.primary_test} before its runs; a report with "
+                f"{primary_test} would let the data pick the test: leave --primary-test out (its secondary section "
+                "shows the other tests)"
+            )
+    check_controls(controls, list(study.variants))
+    if controls and list(dict.fromkeys(controls)) != list(study.controls):
+        declared = " ".join(study.controls) or "none"
+        raise UserError(
+            f"{study.out} declared controls: {declared}; a control is declared with the study (study.json), before "
+            "its runs: leave --control out of --report"
+        )
 
 
-def build_rows(study: Study, runs: dict[Pair, RunResult], baseline: str) -> list[VariantRow]:
+def loss_comparisons(
+    study: Study, confirm_runs: dict[str, dict[Pair, RunResult]], baseline: str, primary_test: str
+) -> list[Comparison]:
+    """Every declared loss comparison of the study (each compared variant and control × rung), tested with
+    the primary test (not yet Holm-adjusted: :func:`lit_ffn.experiments.verdicts.holm_family`)."""
+    from lit_ffn.experiments.verdicts import Comparison, primary
+
+    out = []
+    for rung, runs in confirm_runs.items():
+        base = outcomes_of(runs, baseline)
+        for variant in study.variants:
+            if variant == baseline:
+                continue
+            result = primary(primary_test, outcomes_of(runs, variant), base, (variant, baseline), FLOAT32_RTOL)
+            out.append(Comparison(variant, rung, "", variant in study.controls, result))
+    return out
+
+
+def build_rows(
+    study: Study,
+    runs: dict[Pair, RunResult],
+    baseline: str,
+    comparisons: dict[str, Comparison] | None = None,
+    primary_test: str | None = None,
+) -> list[VariantRow]:
+    """The rows of one comparison table (one rung): the baseline first.  ``comparisons``: variant -> its
+    Holm-adjusted :class:`~lit_ffn.experiments.verdicts.Comparison` (default: this table alone as the family)."""
     from lit_ffn.experiments import stats
+    from lit_ffn.experiments.outcomes_report import secondary_tests
     from lit_ffn.experiments.params import count_parameters
+    from lit_ffn.experiments.verdicts import holm_family
 
-    finished = {
-        variant: {
-            r.pair.seed: r
-            for r in runs.values()
-            if r.pair.variant == variant and r.loss is not None and math.isfinite(r.loss)
-        }
-        for variant in study.variants
-    }
-    by_seed = {v: {seed: r.loss for seed, r in finished[v].items()} for v in study.variants}
-    others = [v for v in study.variants if v != baseline]
-    tests = {v: stats.welch(list(by_seed[v].values()), list(by_seed[baseline].values())) for v in others}
-    holm = dict(zip(others, stats.holm([tests[v].p for v in others])))
-    # TensorBoard keeps scalars in float32: differences that agree to ~8 float32 ulps are "no spread"
-    float32_rtol = 8 * float(np.finfo(np.float32).eps)
-    paired = {v: stats.paired(by_seed[v], by_seed[baseline], rtol=float32_rtol) for v in others}
-    paired_holm = dict(zip(others, stats.holm([paired[v].p for v in others])))
+    primary_test = primary_test or study.primary_test
+    if comparisons is None:
+        found = loss_comparisons(study, {"": runs}, baseline, primary_test)
+        holm_family(found)
+        comparisons = {c.variant: c for c in found}
+    secondary = secondary_tests(list(study.variants), runs, baseline, primary_test, FLOAT32_RTOL)
     rows = []
-    for variant in [baseline, *others]:
-        done = finished[variant]
+    for variant in [baseline, *(v for v in study.variants if v != baseline)]:
+        done = [r for r in runs.values() if r.pair.variant == variant and r.loss is not None]
+        finite = [r for r in done if math.isfinite(r.loss)]
         any_config = next((r.config for r in runs.values() if r.pair.variant == variant and r.config), None)
         try:
             params = count_parameters(any_config["model"]) if any_config else None
         except Exception:  # noqa: BLE001 - e.g. a user FFN not importable here: the table says "—"
             params = None
-        tps = [r.tokens_per_s for r in done.values() if r.tokens_per_s is not None]
-        test, pair_test = tests.get(variant), paired.get(variant)
-        p_holm, p_paired_holm = holm.get(variant, math.nan), paired_holm.get(variant, math.nan)
+        tps = [r.tokens_per_s for r in finite if r.tokens_per_s is not None]
+        role = "baseline" if variant == baseline else "control" if variant in study.controls else "compared"
         rows.append(
             VariantRow(
                 variant=variant,
-                values={seed: r.loss for seed, r in sorted(done.items())},
-                final_steps=sorted({r.final[0] for r in done.values() if r.final}),
-                summary=stats.summarize(r.loss for r in done.values()),
-                test=test,
-                p_holm=p_holm,
-                verdict=_verdict(test, p_holm, pair_test, p_paired_holm, baseline, len(others))
-                + tuning_note(study, variant, next((p.rung for p in runs if p.variant == variant), "")),
+                role=role,
+                outcomes=outcomes_of(runs, variant),
+                final_steps=sorted({r.final[0] for r in finite if r.final}),
+                summary=stats.summarize(r.loss for r in finite),
+                comparison=comparisons.get(variant) if variant != baseline else None,
+                secondary=secondary[variant],
                 params=params,
                 tokens_per_s=sum(tps) / len(tps) if tps else None,
-                tokens_per_s_source=next(
-                    (r.tokens_per_s_source for r in done.values() if r.tokens_per_s is not None), "n/a"
-                ),
-                paired=pair_test,
-                p_paired_holm=p_paired_holm,
+                tokens_per_s_source=next((r.tokens_per_s_source for r in finite if r.tokens_per_s is not None), "n/a"),
             )
         )
     return rows
 
 
 def _fmt_signed(x: float, decimals: int) -> str:
-    return "—" if math.isnan(x) else f"{x:+.{decimals}f}"
+    if math.isnan(x):
+        return "—"
+    if math.isinf(x):
+        return "+∞" if x > 0 else "−∞"
+    return f"{x:+.{decimals}f}"
 
 
 def _decimals_of(rows: list[VariantRow]) -> int:
@@ -170,6 +181,20 @@ def _decimals_of(rows: list[VariantRow]) -> int:
     return _decimals(min(stds)) if stds else 4
 
 
+def metric_line(runs: dict[Pair, RunResult]) -> str:
+    """What "final validation loss" is for these runs, with how many runs each source gave."""
+    counts: dict[str, int] = {}
+    for r in runs.values():
+        if r.status == "done" and not r.diverged and r.loss is not None:
+            counts[r.loss_source] = counts.get(r.loss_source, 0) + 1
+    sources = "; ".join(f"{source}: {n} run{'s' if n != 1 else ''}" for source, n in counts.items()) or "no runs yet"
+    return (
+        "- metric: final validation loss, the token-weighted mean next-token cross-entropy in nats (lower is "
+        f"better), from {sources}. final_eval.json scores the final checkpoint on every block of the validation "
+        "split; DONE's final_val_loss is that mean (for runs of an older lit_ffn: their last logged val/loss)"
+    )
+
+
 def _header(
     study: Study,
     rows: list[VariantRow],
@@ -178,148 +203,136 @@ def _header(
     title: str | None,
     rung: str,
     preamble: Sequence[str],
+    family_size: int,
 ) -> list[str]:
     """The title, the bullets that say what was compared and how, and the comparison table's head."""
-    seeds = study.seeds
+    from lit_ffn.experiments.verdicts import PRIMARY_TESTS
+
     where = f"{study.runs_dir}/{study.experiment}/{rung + '/' if rung else ''}<variant>/seed_<seed>/"
-    k = len(rows) - 1
-    steps = sorted({s for r in rows for s in r.final_steps})
-    max_steps = (
-        ", ".join(
-            sorted(
-                {
-                    str((r.config.get("trainer") or {}).get("max_steps"))
-                    for r in runs.values()
-                    if r.status == "done" and r.config
-                }
-            )
-        )
-        or "—"
-    )
+    controls = [v for v in study.variants if v in study.controls]
+    median = " (median)" if study.primary_test == "sign" else ""
     return [
         title or f"# Ablation: {study.experiment}",
         "",
         f"- base config: {', '.join(f'`{c}`' for c in study.configs)}"
         + (f"; ladder rung: `{study.ladder[rung]}`" if rung else "")
         + (f"; overrides: `{' '.join(study.overrides)}`" if study.overrides else ""),
-        f"- variants: {', '.join(study.variants)}; seeds: {' '.join(map(str, seeds))}; baseline: **{baseline}**",
+        f"- variants: {', '.join(study.variants)}; seeds: {' '.join(map(str, study.seeds))}; baseline: **{baseline}**"
+        + (f"; controls (outside the Holm family): {', '.join(controls)}" if controls else ""),
+        metric_line(runs),
         (
-            f"- metric: final validation loss — the last `val/loss` point of each run (trained for {max_steps} "
-            f"optimizer steps; TensorBoard step {', '.join(map(str, steps)) or '—'}): the token-weighted mean "
-            "next-token cross-entropy over the validation set, in nats; lower is better"
+            f"- primary test, declared in study.json before the runs: **{study.primary_test}** — "
+            f"{PRIMARY_TESTS[study.primary_test]}; Holm over the study's one family of k = {family_size} "
+            "comparisons (every compared variant × rung × task); verdict words come from it alone"
         ),
-        (f"- runs: `{where}` (config.yaml, TensorBoard events); command: `{study.command()}`"),
+        f"- runs: `{where}` (config.yaml, TensorBoard events, DONE); command: `{study.command()}`",
         *preamble,
         "",
         (
-            f"| variant | n | final val loss (mean ± std) | Δ vs {baseline} | 95% CI of Δ (Welch) | p (Welch) | "
-            f"p (Welch, Holm k={k}) | 95% CI of Δ (paired by seed; pairs) | p (paired) | p (paired, Holm k={k}) | "
-            "verdict | params (total) | FFN params | tokens/s |"
+            f"| variant | n | final val loss (mean ± std) | Δ vs {baseline}{median} | 95% CI of Δ | p | "
+            f"p (Holm, k={family_size}) | verdict | MDD |"
         ),
-        "|---|---:|---|---:|---|---:|---:|---|---:|---:|---|---:|---:|---:|",
+        "|---|---:|---|---:|---|---:|---:|---|---:|",
     ]
 
 
 def _comparison_rows(rows: list[VariantRow], d: int) -> list[str]:
-    """One line per variant of the main table (Welch, paired, Holm, verdict, sizes, throughput)."""
+    """One line per variant of the main table: the primary test only."""
     from lit_ffn.experiments.stats import format_mean_std, format_p
 
     lines: list[str] = []
-
-    def ci(t: Any) -> str:
-        return "—" if math.isnan(t.ci_low) else f"[{t.ci_low:+.{d}f}, {t.ci_high:+.{d}f}]"
-
     for row in rows:
-        t, pt = row.test, row.paired
-        if t is None:
-            delta = welch_ci = p = p_holm = paired_ci = p_paired = p_paired_holm = "—"
-        else:
-            delta = _fmt_signed(t.diff, d)
-            welch_ci, p, p_holm = ci(t), format_p(t.p), format_p(row.p_holm)
-            n_pairs = len(set(row.values) & set(rows[0].values))
-            paired_ci = f"{ci(pt)} ({n_pairs})"
-            p_paired, p_paired_holm = format_p(pt.p), format_p(row.p_paired_holm)
-        params = f"{row.params.total:,}" if row.params else "—"
-        ffn_params = f"{row.params.ffn:,}" if row.params else "—"
-        tps = f"{row.tokens_per_s:,.0f}" if row.tokens_per_s is not None else "—"
+        diverged = sum(math.isinf(x) for x in row.outcomes.values())
+        n = f"{row.summary.n}" + (f" + {diverged} diverged" if diverged else "")
+        mean = format_mean_std(row.summary.mean, row.summary.std)
+        c = row.comparison
+        if c is None:
+            lines.append(f"| {row.variant} | {n} | {mean} | — | — | — | — | baseline | — |")
+            continue
+        r = c.result
+        ci = "—" if math.isnan(r.ci_low) else f"[{_fmt_signed(r.ci_low, d)}, {_fmt_signed(r.ci_high, d)}]"
+        holm = "— (control)" if c.control else format_p(c.p_holm) if not math.isnan(c.p_holm) else "—"
+        mdd = "—" if math.isnan(r.mdd) else f"{r.mdd:.{d}f}"
+        verdict = c.verdict(d)
+        verdict = f"**{verdict}**" if c.decided else verdict
+        p = "—" if math.isnan(r.p) else format_p(r.p)
         lines.append(
-            f"| {row.variant} | {row.summary.n} | {format_mean_std(row.summary.mean, row.summary.std)} | {delta} "
-            f"| {welch_ci} | {p} | {p_holm} | {paired_ci} | {p_paired} | {p_paired_holm} | {row.verdict} "
-            f"| {params} | {ffn_params} | {tps} |"
+            f"| {row.variant} | {n} | {mean} | {_fmt_signed(r.diff, d)} | {ci} | {p} | {holm} | {verdict} | {mdd} |"
         )
     return lines
 
 
-def _detectable(rows: list[VariantRow], baseline: str, d: int) -> list[str]:
-    """The minimum detectable difference of each comparison (none for a lone baseline)."""
-    lines: list[str] = []
-    if len(rows) > 1:
-        lines += [
-            "",
-            (
-                "How small a difference this study could see — the minimum detectable difference at 80% power, "
-                "two-sided 5% level, from the observed spread and the n run (`lit_ffn.experiments.stats`):"
-            ),
-            "",
-            f"| variant | MDD (Welch, n vs {baseline}) | MDD (paired by seed) |",
-            "|---|---:|---:|",
-        ]
-        for row in rows[1:]:
-            mdd_w, mdd_p = detectable_differences(row, rows[0])
-            show = lambda x: "—" if math.isnan(x) else f"{x:.{d}f}"  # noqa: E731
-            lines.append(f"| {row.variant} | {show(mdd_w)} | {show(mdd_p)} |")
-    return lines
-
-
-def _explanation(rows: list[VariantRow], baseline: str) -> list[str]:
+def _explanation(rows: list[VariantRow], baseline: str, primary_test: str) -> list[str]:
     """How to read the main table."""
-    k = len(rows) - 1
-    sources = sorted({r.tokens_per_s_source for r in rows if r.tokens_per_s is not None})
+    test = (
+        "the paired t-test on the per-seed differences d_s = variant_s − "
+        f"{baseline}_s (d̄ ± t₀.₉₇₅,ₙ₋₁·s_d/√n, `scipy.stats.ttest_rel`); a pair in which either run diverged "
+        "withholds the verdict (a t-test has no value for +∞, and dropping the pair would report survivors only)"
+        if primary_test == "paired-t"
+        else "the paired sign test, a diverged run ranked worst; Δ is the median per-seed difference and its CI the "
+        "order-statistic interval of the median (none below 6 pairs)"
+    )
     return [
         "",
         "How to read this table:",
         "",
         (
-            "- **n** finished seeds per variant; **mean ± std** over seeds (sample std, ddof 1). Seeds differ in "
-            "initialisation and data order (`seed_everything` drives both); the validation set is the same for all."
+            "- **n** finished seeds per variant; **mean ± std** over seeds (sample std, ddof 1). A seed fixes the "
+            "data order and the initial weights: variants whose FFNs draw the same number of random initial values "
+            "(e.g. SwiGLU, GEGLU, ReLU, DynamicGEGLU at matched width) start from identical non-FFN weights, a "
+            "narrower FFN shares those drawn before its first FFN; runs with one seed are matched pairs."
+        ),
+        f"- **Δ, CI, p**: the primary test, {test}. A CI excludes 0 exactly when its p < 0.05.",
+        (
+            "- **Holm**: Holm–Bonferroni over the study's one family (every compared variant × rung × downstream "
+            "task; a withheld test counts in k with p = 1). A **verdict** is a word only when the Holm-adjusted "
+            'p < 0.05: "worse" / "better"; otherwise "inconclusive: Δ [CI], MDD" — the CI is the range of '
+            "differences the data allow, the **MDD** the smallest true difference the test detects with 80% power at "
+            "the two-sided 5% level from the observed spread ((t₀.₉₇₅,ν + t₀.₈,ν)·se): an inconclusive row is not "
+            'evidence of equality. Controls are tested alone at p < 0.05 ("control detected / not detected").'
         ),
         (
-            f"- **Δ** = variant − {baseline} (negative: lower loss than the baseline). **Welch**: CI and p of Welch's "
-            "unequal-variance two-sample t-test (two-sided, Welch–Satterthwaite degrees of freedom, `scipy.stats`), "
-            "which treats the seeds of the two variants as unrelated samples."
-        ),
-        (
-            f"- **paired by seed**: CI and p of the paired t-test on the per-seed differences variant − {baseline} "
-            "(ν = pairs − 1, `scipy.stats.ttest_rel`). A seed fixes the data order (and the embedding's initial "
-            "values, drawn first) for every variant, so runs with the same seed are matched pairs and the "
-            "seed-to-seed spread they share cancels: when seeds differ more than variants do, this test sees "
-            "differences that Welch's cannot. The **verdict** uses it (Welch's test where fewer than 2 seeds pair "
-            "up). Each CI excludes 0 exactly when its p < 0.05."
-        ),
-        (
-            f"- **Holm**: Holm–Bonferroni adjusted p over the k = {k} comparisons with the baseline; it keeps the chance "
-            "of *any* false positive among them at 5%. Trust a difference when it survives Holm: with many variants, "
-            "a raw p < 0.05 is expected about once in 20 comparisons by chance alone."
-        ),
-        (
-            '- With few seeds the t-test has little power: "no detectable difference" is not evidence of equality; '
-            "read the CI as the range of differences the data allow. A significant difference at one scale (model "
-            "size, steps, data) need not hold at another."
-        ),
-        (
-            "- **params**: total with the tied embedding counted once; **FFN params**: all layers' FFNs "
-            f"(`lit_ffn params`). **tokens/s**: training throughput, mean over seeds, from {', '.join(sources) or '—'} "
-            "(shared or busy machines make it noisy)."
+            "- Everything else (Welch, seed × block, the sign test) is in the secondary section: numbers, no verdicts. "
+            "A difference at one scale (model size, steps, data) need not hold at another."
         ),
     ]
+
+
+def _sizes(rows: list[VariantRow]) -> list[str]:
+    """Parameters and throughput per variant (not part of the comparison)."""
+    sources = sorted({r.tokens_per_s_source for r in rows if r.tokens_per_s is not None})
+    lines = [
+        "",
+        (
+            "Sizes and throughput (params: total with the tied embedding counted once, FFN: all layers' FFNs, "
+            f"`lit_ffn params`; tokens/s: training throughput, mean over seeds, from {', '.join(sources) or '—'}; "
+            "shared machines make it noisy):"
+        ),
+        "",
+        "| variant | params (total) | FFN params | tokens/s |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        params = f"{row.params.total:,}" if row.params else "—"
+        ffn_params = f"{row.params.ffn:,}" if row.params else "—"
+        tps = f"{row.tokens_per_s:,.0f}" if row.tokens_per_s is not None else "—"
+        lines.append(f"| {row.variant} | {params} | {ffn_params} | {tps} |")
+    return lines
 
 
 def _per_seed(study: Study, rows: list[VariantRow], runs: dict[Pair, RunResult], baseline: str, d: int) -> list[str]:
     """Per-seed tables: final losses, the commit of each run, the differences the paired test sees."""
     seeds = study.seeds
     by_variant_seed = {(r.pair.variant, r.pair.seed): r for r in runs.values()}
-    lines: list[str] = []
-    lines += [
+
+    def cell(x: float | None, signed: bool = False) -> str:
+        if x is None:
+            return "—"
+        if math.isinf(x):
+            return "∞ (diverged)" if not signed else ("+∞" if x > 0 else "−∞")
+        return f"{x:+.{d}f}" if signed else f"{x:.{d}f}"
+
+    lines: list[str] = [
         "",
         "Final validation loss per seed:",
         "",
@@ -327,8 +340,7 @@ def _per_seed(study: Study, rows: list[VariantRow], runs: dict[Pair, RunResult],
         "|---|" + "---:|" * len(seeds),
     ]
     for row in rows:
-        cells = [f"{row.values[s]:.{d}f}" if s in row.values else "—" for s in seeds]
-        lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row.variant} | " + " | ".join(cell(row.outcomes.get(s)) for s in seeds) + " |")
     lines += [
         "",
         "Commit that trained each run (`provenance.json` in its directory; `+dirty`: uncommitted changes):",
@@ -340,18 +352,23 @@ def _per_seed(study: Study, rows: list[VariantRow], runs: dict[Pair, RunResult],
         pairs = [by_variant_seed.get((variant, s)) for s in seeds]
         cells = [r.commit if r is not None and r.status != "missing" else "—" for r in pairs]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    base_values = rows[0].values
+    base = rows[0].outcomes
     lines += [
         "",
-        f"Difference to {baseline} per seed (what the paired test sees):",
+        f"Difference to {baseline} per seed (what the paired tests see):",
         "",
         "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
         "|---|" + "---:|" * len(seeds),
     ]
     for row in rows[1:]:
-        cells = [
-            f"{row.values[s] - base_values[s]:+.{d}f}" if s in row.values and s in base_values else "—" for s in seeds
-        ]
+        cells = []
+        for s in seeds:
+            if s not in row.outcomes or s not in base:
+                cells.append("—")
+            elif math.isinf(row.outcomes[s]) or math.isinf(base[s]):
+                cells.append("diverged")
+            else:
+                cells.append(cell(row.outcomes[s] - base[s], signed=True))
         lines.append(f"| {row.variant} | " + " | ".join(cells) + " |")
     return lines
 
@@ -361,7 +378,7 @@ def _leftovers(runs: dict[Pair, RunResult]) -> list[str]:
     lines: list[str] = []
     diverged = [r for r in runs.values() if r.diverged]
     if diverged:
-        lines += ["", "Diverged (an outcome, not a failure: the loss became non-finite; not in the t-tests):", ""]
+        lines += ["", "Diverged (an outcome, not a failure: the loss became non-finite; +∞ in the tests):", ""]
         lines += [f"- {r.pair.describe()}" for r in sorted(diverged, key=lambda r: (r.pair.variant, r.pair.seed))]
     problems = [r for r in runs.values() if r.loss is None]
     if problems:
@@ -372,10 +389,15 @@ def _leftovers(runs: dict[Pair, RunResult]) -> list[str]:
     return lines
 
 
-def _images(runs: dict[Pair, RunResult], images: str) -> list[str]:
+def _images(drawn: Sequence[str], images: str) -> list[str]:
     lines: list[str] = []
-    lines += ["", f"![validation loss, mean ± std over seeds](curves{images}.png)", ""]
-    if any(r.has_gates for r in runs.values()):
+    if "curves" in drawn:
+        lines += [
+            "",
+            f"![training loss (smoothed, mean ± std over seeds) with the validation points](curves{images}.png)",
+            "",
+        ]
+    if "gates" in drawn:
         lines += [f"![gate statistics per layer at the end of training](gates{images}.png)", ""]
     return lines
 
@@ -391,143 +413,118 @@ def results_markdown(
     preamble: Sequence[str] = (),
     explain: bool = True,
     images: str = "",
+    drawn: Sequence[str] = ("curves", "gates"),
+    family_size: int | None = None,
 ) -> str:
     """The comparison of one set of runs (a plain study; one rung's confirmation runs), section by section:
-    header and table, the detectable differences, how to read them (``explain``), per-seed tables, the
-    seed × block and divergence section (:mod:`lit_ffn.experiments.outcomes_report`), runs left out, images
-    (``curves{images}.png``, ``gates{images}.png``).  ``preamble``: extra bullets after the header."""
+    header and the primary table, how to read it (``explain``), the secondary tests
+    (:mod:`lit_ffn.experiments.outcomes_report`), sizes, per-seed tables, runs left out, images
+    (``curves{images}.png``, ``gates{images}.png`` where ``drawn``).  ``preamble``: extra bullets after the header."""
+    from lit_ffn.experiments.outcomes_report import secondary_section
+
     d = _decimals_of(rows)
+    k = family_size if family_size is not None else sum(r.role == "compared" for r in rows)
     return "\n".join(
         [
-            *_header(study, rows, runs, baseline, title, rung, preamble),
+            *_header(study, rows, runs, baseline, title, rung, preamble, k),
             *_comparison_rows(rows, d),
-            *_detectable(rows, baseline, d),
             *plan_lines(study, rung),  # the MDD the study was planned for (lit_ffn ablate --plan)
-            *(_explanation(rows, baseline) if explain else []),
+            *(_explanation(rows, baseline, study.primary_test) if explain else []),
+            *secondary_section(
+                [r.variant for r in rows], {r.variant: r.secondary for r in rows}, baseline, study.primary_test, d
+            ),
+            *_sizes(rows),
             *_per_seed(study, rows, runs, baseline, d),
-            *outcomes_section(list(study.variants), runs, baseline),
             *_leftovers(runs),
-            *_images(runs, images),
+            *_images(drawn, images),
         ]
     )
 
 
-CSV_FIELDS = [
-    "variant",
-    "n",
-    "seeds",
-    "final_step",
-    "val_loss_mean",
-    "val_loss_std",
-    "val_loss_values",
-    "delta_vs_baseline",
-    "ci95_low",
-    "ci95_high",
-    "t",
-    "df",
-    "p_welch",
-    "p_holm",
-    "significant_holm",
-    "paired_n",
-    "paired_ci95_low",
-    "paired_ci95_high",
-    "paired_t",
-    "p_paired",
-    "p_paired_holm",
-    "significant_paired_holm",
-    "verdict",
-    "params_total",
-    "params_non_embedding",
-    "params_ffn",
-    "tokens_per_s",
-    "tokens_per_s_source",
-    "mdd_welch",
-    "mdd_paired",
-    "rung",
-    "tuned",
-]
+def _csv_fields() -> list[str]:
+    from lit_ffn.experiments.outcomes_report import SECONDARY_FIELDS
+
+    return [
+        "variant", "rung", "role", "n", "seeds", "final_step", "val_loss_mean", "val_loss_std", "val_loss_values",
+        "primary_test", "delta", "ci95_low", "ci95_high", "p", "df", "p_holm", "holm_k", "mdd", "verdict", "withheld",
+        *SECONDARY_FIELDS,
+        "params_total", "params_non_embedding", "params_ffn", "tokens_per_s", "tokens_per_s_source", "tuned",
+    ]  # fmt: skip
 
 
-def detectable_differences(row: VariantRow, baseline: VariantRow) -> tuple[float, float]:
-    """(Welch MDD, paired MDD) of ``row`` against ``baseline`` (NaN where the test has too few runs)."""
-    from lit_ffn.experiments.stats import mdd_paired, mdd_welch
+CSV_FIELDS = _csv_fields()
 
-    common = sorted(set(row.values) & set(baseline.values))
-    welch_mdd = mdd_welch(list(row.values.values()), list(baseline.values.values()))
-    scale = max((max(abs(row.values[s]), abs(baseline.values[s])) for s in common), default=0.0)
-    float32_rtol = 8 * float(np.finfo(np.float32).eps)  # as build_rows' paired test: NaN exactly where it is
-    paired_mdd = mdd_paired([row.values[s] - baseline.values[s] for s in common], scale=scale, rtol=float32_rtol)
-    return welch_mdd, paired_mdd
+
+def _csv_num(x: float) -> float | str:
+    """A number for results.csv: empty where the report prints "—" (NaN: withheld or undefined)."""
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
 def results_csv_rows(
-    rows: list[VariantRow], rung: str = "", tuned: dict[str, str] | None = None
+    rows: list[VariantRow], rung: str = "", tuned: dict[str, str] | None = None, primary_test: str = "paired-t"
 ) -> list[dict[str, Any]]:
-    """results.csv rows of one comparison; ``tuned``: variant -> its chosen grid point's label."""
+    """results.csv rows of one comparison (the same numbers as results.md, empty where it shows "—");
+    ``tuned``: variant -> its chosen grid point's label."""
     out = []
     for row in rows:
-        t = row.test
-        mdd_w, mdd_p = detectable_differences(row, rows[0]) if t else ("", "")
+        c = row.comparison
+        r = c.result if c else None
+        withheld = ""
+        if c is not None:
+            withheld = r.withheld or ("control: tested outside the Holm family" if c.control else "")
         out.append(
             {
                 "variant": row.variant,
+                "rung": rung,
+                "role": row.role,
                 "n": row.summary.n,
-                "seeds": " ".join(map(str, row.values)),
+                "seeds": " ".join(map(str, row.outcomes)),
                 "final_step": " ".join(map(str, row.final_steps)),
-                "val_loss_mean": row.summary.mean,
-                "val_loss_std": row.summary.std,
-                "val_loss_values": " ".join(repr(v) for v in row.values.values()),
-                "delta_vs_baseline": t.diff if t else "",
-                "ci95_low": t.ci_low if t else "",
-                "ci95_high": t.ci_high if t else "",
-                "t": t.t if t else "",
-                "df": t.df if t else "",
-                "p_welch": t.p if t else "",
-                "p_holm": row.p_holm if t else "",
-                "significant_holm": bool(row.p_holm < 0.05) if t else "",
-                "paired_n": len(set(row.values) & set(rows[0].values)) if t else "",
-                "paired_ci95_low": row.paired.ci_low if t else "",
-                "paired_ci95_high": row.paired.ci_high if t else "",
-                "paired_t": row.paired.t if t else "",
-                "p_paired": row.paired.p if t else "",
-                "p_paired_holm": row.p_paired_holm if t else "",
-                "significant_paired_holm": bool(row.p_paired_holm < 0.05) if t else "",
-                "verdict": row.verdict.replace("**", ""),
+                "val_loss_mean": _csv_num(row.summary.mean),
+                "val_loss_std": _csv_num(row.summary.std),
+                "val_loss_values": " ".join(repr(v) for v in row.outcomes.values()),
+                "primary_test": primary_test if c else "",
+                "delta": _csv_num(r.diff) if r else "",
+                "ci95_low": _csv_num(r.ci_low) if r else "",
+                "ci95_high": _csv_num(r.ci_high) if r else "",
+                "p": _csv_num(r.p) if r else "",
+                "df": _csv_num(r.df) if r else "",
+                "p_holm": _csv_num(c.p_holm) if c else "",
+                "holm_k": c.family_size if c and not c.control else "",
+                "mdd": _csv_num(r.mdd) if r else "",
+                "verdict": row.verdict,
+                "withheld": withheld,
+                **row.secondary,
                 "params_total": row.params.total if row.params else "",
                 "params_non_embedding": row.params.non_embedding if row.params else "",
                 "params_ffn": row.params.ffn if row.params else "",
                 "tokens_per_s": row.tokens_per_s if row.tokens_per_s is not None else "",
                 "tokens_per_s_source": row.tokens_per_s_source,
-                "mdd_welch": mdd_w,
-                "mdd_paired": mdd_p,
-                "rung": rung,
                 "tuned": (tuned or {}).get(row.variant, ""),
             }
         )
     return out
 
 
-def plot_curves(study: Study, runs: dict[Pair, RunResult], path: Path) -> None:
-    """``curves.png``: validation loss vs step of the finished runs, the mean over seeds with a ±1
-    std band (sample std, as the table) per variant; the right panel zooms on the second half."""
-    from lit_ffn.experiments.plots import plot_series_groups
+def plot_curves(study: Study, runs: dict[Pair, RunResult], path: Path) -> bool:
+    """``curves.png``: per variant the training loss of its finished runs, smoothed, mean with a ±1 std band
+    over seeds, and the validation points as markers (mean ± std over seeds; no line between them: on a ladder
+    rung validated at step 0 and at the end, a line would invent the path between two points).  False (and
+    nothing drawn) when no run logged a training or validation loss."""
+    from lit_ffn.experiments.plots import plot_training_curves
 
     groups = {
         variant: [
-            r.val_curve for r in runs.values() if r.pair.variant == variant and r.status == "done" and r.val_curve
+            (r.train_curve, r.val_curve)
+            for r in runs.values()
+            if r.pair.variant == variant and r.status == "done" and not r.diverged and (r.train_curve or r.val_curve)
         ]
         for variant in study.variants
     }
     if not any(groups.values()):
-        return
-    plot_series_groups(
-        groups,
-        path,
-        ylabel="val/loss (nats)",
-        band="std",
-        zoom_second_half=True,
-        title=f"{study.experiment}: validation loss (mean ± std over seeds)",
-    )
+        return False
+    plot_training_curves(groups, path, title=f"{study.experiment}: training loss (smoothed) and validation points")
+    return True
 
 
 def plot_gates(study: Study, runs: dict[Pair, RunResult], path: Path) -> bool:
@@ -566,47 +563,73 @@ def reference_lines(runs: dict[Pair, RunResult]) -> list[str]:
     return [line]
 
 
-def write_report(study: Study, baseline: str | None = None) -> dict[str, Path]:
+def write_report(
+    study: Study, baseline: str | None = None, primary_test: str | None = None, controls: Sequence[str] = ()
+) -> dict[str, Path]:
     """Read every run of ``study`` and write its report into ``study.out``: results.md, results.csv,
     curves*.png, gates*.png; for a tuned study also tuning.csv and tuning.png
     (:mod:`lit_ffn.experiments.tuning_report`), for a ladder scaling.csv and scaling.png
-    (:mod:`lit_ffn.experiments.scaling_report`).  The comparisons use the confirmation runs only."""
+    (:mod:`lit_ffn.experiments.scaling_report`).  The comparisons use the confirmation runs only.
+
+    ``primary_test`` / ``controls``: what the caller asks for; anything other than what the study declared
+    in study.json is one line (:func:`check_declared`).  Every comparison of the study (each compared
+    variant × rung × downstream task) is tested first and Holm-adjusted as one family, then written."""
     from lit_ffn.experiments import scaling_report, tuning_report
+    from lit_ffn.experiments.verdicts import holm_family
 
     baseline = baseline or study.baseline_name
     if baseline not in study.variants:
         raise UserError(f"baseline '{baseline}' is not a variant of the study ({', '.join(study.variants)})")
+    check_declared(study, primary_test, controls)
+    if baseline in study.controls:
+        raise UserError(f"baseline '{baseline}' is declared a control: compare against another variant")
     all_runs = {pair: read_run(study, pair) for pair in study.pairs()}
+    confirm_runs = {
+        rung: {pair: run for pair, run in all_runs.items() if pair.rung == rung and pair.stage == "confirm"}
+        for rung in study.rungs
+    }
+    # the family: every declared comparison of the study, tested before any table is written
+    family = loss_comparisons(study, confirm_runs, baseline, study.primary_test)
+    evals = None
+    if study.eval_tasks:
+        from lit_ffn.experiments.eval_report import EvalReport
+
+        evals = EvalReport(study, baseline)
+        family += evals.comparisons(FLOAT32_RTOL)
+    holm_family(family)
+    family_size = sum(not c.control for c in family)
     paths = {"md": study.out / "results.md", "csv": study.out / "results.csv"}
     sections: list[str] = []
     csv_rows: list[dict[str, Any]] = []
     tuning = tuning_report.TuningReport(study) if study.tune else None
-    confirm_rows: dict[str, list[VariantRow]] = {}
     for i, rung in enumerate(study.rungs):
-        runs = {pair: run for pair, run in all_runs.items() if pair.rung == rung and pair.stage == "confirm"}
-        rows = build_rows(study, runs, baseline)
-        confirm_rows[rung] = rows
+        runs = confirm_runs[rung]
+        by_variant = {c.variant: c for c in family if c.rung == rung and not c.task}
+        rows = build_rows(study, runs, baseline, by_variant)
         suffix = f"_{rung}" if rung else ""
         tuned = tuning.chosen_labels(rung) if tuning else {}
         title = (
             f"## Comparison at rung `{rung}`"
             if study.ladder
-            else "## Comparison (confirmation runs)"
+            else "## Comparison (confirmation runs, fresh seeds)"
             if tuning
             else None
         )
         preamble = tuning.protocol_lines(rung) if tuning else []
         preamble += reference_lines(runs)
-        sections.append(
-            results_markdown(
-                study, rows, runs, baseline, title=title, rung=rung, preamble=preamble, explain=i == 0, images=suffix
-            )
-        )
-        csv_rows += results_csv_rows(rows, rung, tuned)
-        paths[f"curves{suffix}"] = study.out / f"curves{suffix}.png"
-        plot_curves(study, runs, paths[f"curves{suffix}"])
+        drawn = []
+        if plot_curves(study, runs, study.out / f"curves{suffix}.png"):
+            paths[f"curves{suffix}"] = study.out / f"curves{suffix}.png"
+            drawn.append("curves")
         if plot_gates(study, runs, study.out / f"gates{suffix}.png"):
             paths[f"gates{suffix}"] = study.out / f"gates{suffix}.png"
+            drawn.append("gates")
+        markdown = results_markdown(
+            study, rows, runs, baseline, title=title, rung=rung, preamble=preamble, explain=i == 0, images=suffix,
+            drawn=drawn, family_size=family_size,
+        )  # fmt: skip
+        sections.append(markdown)
+        csv_rows += results_csv_rows(rows, rung, tuned, study.primary_test)
     head: list[str] = []
     if tuning or study.ladder:
         head = [f"# Ablation: {study.experiment}", "", f"- command: `{study.command()}`"]
@@ -616,12 +639,9 @@ def write_report(study: Study, baseline: str | None = None) -> dict[str, Path]:
     if tuning:
         sections.insert(0, tuning.markdown())
         paths.update(tuning.write(study.out))
-    if study.eval_tasks:
-        from lit_ffn.experiments.eval_report import EvalReport
-
-        evals = EvalReport(study, baseline)
-        sections.append(evals.markdown())
-        paths.update(evals.write(study.out))
+    if evals is not None:
+        sections.append(evals.markdown(family))
+        paths.update(evals.write(study.out, family))
     if study.ladder:
         scaling = scaling_report.ScalingReport(study, all_runs, baseline)
         sections.append(scaling.markdown())

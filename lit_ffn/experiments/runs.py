@@ -89,7 +89,9 @@ class RunResult:
     commit: str = "unknown"  # lit_ffn.provenance.run_commit
     diverged: bool = False  # the loss became non-finite (an outcome: its loss is +inf)
     block_losses: list[float] | None = None  # final checkpoint, every validation block (final_eval.json)
+    block_docs: list[int] | None = None  # the document each block starts in (final_eval.json, when recorded)
     done_loss: float | None = None  # DONE's final_val_loss
+    train_curve: list[tuple[int, float]] = field(default_factory=list)  # train/loss as logged (dense)
 
     @property
     def final(self) -> tuple[int, float] | None:
@@ -112,9 +114,12 @@ class RunResult:
 
     @property
     def loss_source(self) -> str:
+        """Where :attr:`loss` comes from, in words (results.md's metric line counts the runs of each)."""
         if self.block_losses:
-            return f"whole validation split ({len(self.block_losses)} blocks)"
-        return "last logged val/loss"
+            return "final_eval.json (the final checkpoint on every validation block)"
+        if self.done_loss is not None:
+            return "DONE's final_val_loss"
+        return "the last logged val/loss"
 
 
 def read_run(study: Study, pair: Pair) -> RunResult:
@@ -143,7 +148,9 @@ def read_run(study: Study, pair: Pair) -> RunResult:
         run_commit(run_dir),
         diverged=bool((record or {}).get("diverged")),
         block_losses=[float(x) for x in final_eval["block_losses"]] if final_eval else None,
+        block_docs=[int(x) for x in final_eval["block_docs"]] if final_eval and final_eval.get("block_docs") else None,
         done_loss=float(done_loss) if isinstance(done_loss, (int, float)) else None,
+        train_curve=list(scalars.get("train/loss", [])),
     )
 
 

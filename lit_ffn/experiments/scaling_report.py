@@ -123,7 +123,9 @@ class ScalingReport:
         pts = self.usable(variant)
         if len(pts) < 2:
             return None
-        return scaling.fit_scaling([p.compute for p in pts], [p.mean for p in pts])
+        return scaling.fit_scaling(
+            [p.compute for p in pts], [p.mean for p in pts], weights=scaling.rung_weights([p.losses for p in pts])
+        )
 
     def _multipliers(self) -> dict[str, tuple[float, float, float] | None]:
         """``{variant: (M, low, high)}`` on the rungs the variant shares with the baseline
@@ -145,10 +147,7 @@ class ScalingReport:
             found = scaling.multipliers(compute, losses, self.baseline, seeds=seeds)[variant]
             reasons = []
             for name in dict.fromkeys([self.baseline, variant]):
-                fit = scaling.fit_scaling(
-                    compute[name], [sum(x) / len(x) for x in losses[name]], scaling.fit_kind(len(rungs))
-                )
-                diagnostics = scaling.diagnose(compute[name], losses[name], fit)
+                diagnostics = scaling.diagnose(compute[name], losses[name], kind=scaling.fit_kind(len(rungs)))
                 reasons += [f"{name}: {why}" for why in diagnostics.reasons]
                 if name == variant:
                     found.diagnostics = diagnostics
@@ -202,54 +201,82 @@ class ScalingReport:
                 "`lit_ffn.experiments.scaling`). 95% CI: paired joint seed bootstrap (each rung's seeds resampled "
                 "with the same indices for every variant, every curve refitted, 2,000 draws, t-widened); draws with "
                 "M = 0 or ∞ or a failed fit are counted, not dropped. LOO band: M refitted with each rung left out "
-                "(model error, not in the CI). A multiplier is printed only when both fits pass the diagnostics "
-                f"(≥ {scaling.MIN_POWER_LAW_POINTS} rungs for the power law, compute span ≥ {scaling.MIN_COMPUTE_SPAN:g}×, "
-                f"no parameter at a bound, residuals ≤ {scaling.MAX_RESIDUAL_SE:g} and leave-one-rung-out errors ≤ "
-                f"{scaling.MAX_LOO_SE:g} seed SEs)."
+                "(model error, not in the CI). Fits weighted by 1/se² per rung. A multiplier is printed only when both "
+                f"fits pass the diagnostics (≥ {scaling.MIN_POWER_LAW_POINTS} rungs for the power law, compute span ≥ "
+                f"{scaling.MIN_COMPUTE_SPAN:g}×, no parameter at a meaningless bound, residuals ≤ "
+                f"{scaling.MAX_RESIDUAL_SE:g} seed SEs, leave-one-rung-out errors ≤ {scaling.MAX_LOO_SE:g} SEs of the "
+                "error √(se² + Var(prediction)); thresholds chosen by simulation so that a correct power law at this "
+                "ladder's noise is withheld ≤ 10% of the time, docs/experiments.md); a multiplier read off a curve "
+                "beyond the variant's own compute range is flagged; no CI with a 1-seed rung."
             ),
             "",
             f"| variant | M vs {baseline} | 95% CI | LOO band | non-finite draws | note |",
             "|---|---:|---|---|---:|---|",
         ]
         for variant in study.variants:
-            m = self.multipliers[variant]
-            if m is None:
-                why = "needs ≥ 2 rungs shared with the baseline" if variant != baseline else "no finished runs"
-                lines.append(f"| {variant} | — | — | — | — | no multiplier: {why} |")
+            row = self.multiplier_row(variant)
+            if row["multiplier"] == "":
+                lines.append(f"| {variant} | — | — | — | — | {row['withheld'] or row['note']} |")
                 continue
-            found = self.results[variant]
             if variant == baseline:
-                lines.append(f"| {variant} | 1 | — | — | — | the reference (1 by construction) |")
+                lines.append(f"| {variant} | 1 | — | — | — | {row['note']} |")
                 continue
-            if variant in self.withheld:
-                lines.append(
-                    f"| {variant} | — | — | — | — | not identifiable from this ladder: {self.withheld[variant]} |"
-                )
-                continue
-            note = (
-                f"⚠ CI unreliable: {found.min_seeds} seeds at a rung (< {scaling.MIN_RELIABLE_SEEDS})"
-                if found.small_n
-                else ""
+            ci = (
+                "—"
+                if row["multiplier_ci95_low"] == ""
+                else (f"[{_fmt_m(row['multiplier_ci95_low'])}, {_fmt_m(row['multiplier_ci95_high'])}]")
             )
             lines.append(
-                f"| {variant} | {_fmt_m(found.point)} | [{_fmt_m(found.low)}, {_fmt_m(found.high)}] | "
-                f"[{_fmt_m(found.loo_low)}, {_fmt_m(found.loo_high)}] | {found.nonfinite} of {found.draws} | {note} |"
+                f"| {variant} | {_fmt_m(row['multiplier'])} | {ci} | "
+                f"[{_fmt_m(row['multiplier_loo_low'])}, {_fmt_m(row['multiplier_loo_high'])}] | "
+                f"{row['nonfinite_draws']} of {row['draws']} | {row['note']} |"
             )
         if len(study.ladder) < 2:
             lines += ["", "A single rung: no scaling fit is possible; add rungs to --ladder for one."]
         lines += ["", "![final validation loss vs training compute, log-log, with fits](scaling.png)", ""]
         return "\n".join(lines)
 
+    def multiplier_row(self, variant: str) -> dict[str, Any]:
+        """The multiplier columns of one variant, as results.md prints them and scaling.csv stores them: a
+        number the report withholds is "" here, with the reason in ``withheld``; flags in ``note``."""
+        row: dict[str, Any] = dict.fromkeys(MULTIPLIER_FIELDS, "")
+        m = self.multipliers[variant]
+        if m is None:
+            why = "needs ≥ 2 rungs shared with the baseline" if variant != self.baseline else "no finished runs"
+            row["withheld"] = f"no multiplier: {why}"
+            return row
+        if variant == self.baseline:
+            row |= {"multiplier": 1.0, "note": "the reference (1 by construction)"}
+            return row
+        if variant in self.withheld:
+            row["withheld"] = f"not identifiable from this ladder: {self.withheld[variant]}"
+            return row
+        found = self.results[variant]
+        notes = [x for x in (found.extrapolated, found.no_ci) if x]
+        if found.small_n and not found.no_ci:
+            notes.append(f"⚠ CI unreliable: {found.min_seeds} seeds at a rung (< {scaling.MIN_RELIABLE_SEEDS})")
+        row |= {
+            "multiplier": found.point,
+            "multiplier_loo_low": found.loo_low,
+            "multiplier_loo_high": found.loo_high,
+            "nonfinite_draws": found.nonfinite,
+            "draws": found.draws,
+            "note": "; ".join(notes),
+        }
+        if not found.no_ci:
+            row |= {"multiplier_ci95_low": found.low, "multiplier_ci95_high": found.high}
+        return row
+
     # ----------------------------------------------------------- files
     def write(self, out: Path) -> dict[str, Path]:
         paths = {"scaling_csv": out / "scaling.csv", "scaling_png": out / "scaling.png"}
         fields = ["variant", "rung", "non_embedding_params", "tokens", "compute_flops", "non_embedding_compute_flops",
-                  "n", "mean", "losses", "fit", "fit_params", "multiplier", "multiplier_ci95_low", "multiplier_ci95_high"]  # fmt: skip
+                  "n", "mean", "losses", "fit", "fit_params", *MULTIPLIER_FIELDS]  # fmt: skip
         with open(paths["scaling_csv"], "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()
             for variant, pts in self.points.items():
-                fit, m = self.fits[variant], self.multipliers[variant]
+                fit, m = self.fits[variant], self.multiplier_row(variant)
                 for p in pts:
                     writer.writerow(
                         {
@@ -264,9 +291,7 @@ class ScalingReport:
                             "losses": " ".join(repr(x) for x in p.losses),
                             "fit": fit.kind if fit else "",
                             "fit_params": " ".join(repr(x) for x in fit.params) if fit else "",
-                            "multiplier": m[0] if m else "",
-                            "multiplier_ci95_low": m[1] if m else "",
-                            "multiplier_ci95_high": m[2] if m else "",
+                            **m,
                         }
                     )
         self.plot(paths["scaling_png"])
@@ -303,6 +328,11 @@ class ScalingReport:
         _save(fig, path)
 
 
+#: scaling.csv's multiplier columns (:meth:`ScalingReport.multiplier_row`).
+MULTIPLIER_FIELDS = ["multiplier", "multiplier_ci95_low", "multiplier_ci95_high", "multiplier_loo_low",
+                     "multiplier_loo_high", "nonfinite_draws", "draws", "note", "withheld"]  # fmt: skip
+
+
 def _fmt_m(m: float) -> str:
     return "∞" if math.isinf(m) else f"{m:.2f}"
 
@@ -312,7 +342,7 @@ def _describe_fit(fit: scaling.ScalingFit | None, n: int) -> str:
         return f"no fit ({n} rung{'s' if n != 1 else ''} with finished runs; a fit needs ≥ 2)"
     if fit.kind == "power law":
         e, a, alpha = fit.params
-        return f"saturating power law L = {e:.4f} + {a:.4g}·C^(−{alpha:.4f}) ({n} rungs)"
+        return f"saturating power law L = {e:.4f} + {a:.4g}·C^(−{alpha:.4f}) ({n} rungs, weighted by 1/se²)"
     a, b = fit.params
     return (
         f"log-linear L = {a:.4f} {'+' if b >= 0 else '−'} {abs(b):.4f}·ln C ({n} rungs; the power law needs "

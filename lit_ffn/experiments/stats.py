@@ -29,7 +29,7 @@ same seed see the same data order, a paired test on the per-seed differences:
       t   = d̄ / se,     ν = n − 1
       p   = 2·(1 − F_ν(|t|)),   CI = d̄ ± t_{0.975, ν}·se
 
-  (``scipy.stats.ttest_rel``).  Welch's test stays valid but ignores the
+  (``scipy.stats.ttest_rel``'s numbers, computed in closed form with ``scipy.stats.t``).  Welch's test stays valid but ignores the
   pairing, so it has far less power when seeds differ more than variants do.
 * :func:`minimum_detectable_difference` — how small a difference the test
   could see: at two-sided level α and power 1 − β, with the spread observed
@@ -39,7 +39,7 @@ same seed see the same data order, a paired test on the per-seed differences:
       two-sample (Welch): se = sqrt(s_A²/n_A + s_B²/n_B), ν Welch–Satterthwaite
       paired:             se = s_d/√n,                    ν = n − 1
 
-  so "no detectable difference" can say which differences were ruled out.
+  so an "inconclusive" verdict can say which differences it could have seen.
 * :func:`holm` — Holm–Bonferroni adjusted p-values for the k comparisons of
   one study.  Hand-written because scipy has no Holm correction (it only
   offers Benjamini–Hochberg FDR via ``scipy.stats.false_discovery_control``)
@@ -48,6 +48,7 @@ same seed see the same data order, a paired test on the per-seed differences:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -146,22 +147,29 @@ def paired(
     se = float(d.std(ddof=1)) / math.sqrt(n)
     if se <= rtol * max(max(abs(a[s]), abs(b[s])) for s in seeds):  # no spread (up to rounding): no test
         return TTestResult(diff, math.nan, math.nan, math.nan, float(n - 1), math.nan, 0.0, confidence)
-    result = stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds])
-    half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * se
-    return TTestResult(
-        diff, diff - half, diff + half, float(result.statistic), float(n - 1), float(result.pvalue), se, confidence
-    )
+    # ttest_rel's statistic and p in closed form (the same numbers; tests/experiments/test_stats.py checks them
+    # against scipy.stats.ttest_rel): the report runs thousands of these in its calibration tests
+    t = diff / se
+    p = float(2 * stats.t.sf(abs(t), n - 1))
+    half = t_quantile(0.5 + confidence / 2.0, n - 1) * se
+    return TTestResult(diff, diff - half, diff + half, t, float(n - 1), p, se, confidence)
+
+
+@functools.lru_cache(maxsize=1024)
+def t_quantile(q: float, df: float) -> float:
+    """``scipy.stats.t.ppf(q, df)``, cached: a report asks for the same few quantiles over and over."""
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.t.ppf(q, df))
 
 
 def minimum_detectable_difference(se: float, df: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest true difference a two-sided t-test at level ``alpha`` detects with probability
     ``power``: ``(t_{1−α/2, ν} + t_{power, ν}) · se`` (module docstring); NaN when ``se`` or ``df`` is not
     usable (fewer than 2 runs on a side)."""
-    from scipy import stats as scipy_stats
-
     if not (math.isfinite(se) and math.isfinite(df) and df > 0 and se >= 0):
         return math.nan
-    return float((scipy_stats.t.ppf(1 - alpha / 2, df) + scipy_stats.t.ppf(power, df)) * se)
+    return float((t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se)
 
 
 def mdd_welch(a: Sequence[float], b: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
@@ -191,28 +199,35 @@ def mdd_paired(
     return minimum_detectable_difference(se, sd.n - 1, alpha, power)
 
 
-def seed_block_difference(d: np.ndarray, confidence: float = 0.95) -> dict[str, np.ndarray]:
+def seed_block_difference(
+    d: np.ndarray, confidence: float = 0.95, clusters: Sequence[int] | np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """CI and test of a variant − baseline difference with the seed noise **and** the validation set's
     noise in it, from per-(seed, block) paired differences ``d[..., s, b] = ℓ_var[s, b] − ℓ_base[s, b]``
     (S seeds, B validation blocks; leading axes are independent studies, vectorised).
 
     The model is d_{s,b} = δ + u_s + w_b + e_{s,b}: u the seed effect (init, data order), w the block
     effect (which text the validation set happened to hold), e their interaction.  The estimate
-    d̄ = mean(d) has Var = σ_u²/S + σ_w²/B + σ_e²/(SB).  Its two components are estimated from the
-    seed means m_s = mean_b d_{s,b} and the block means c_b = mean_s d_{s,b}::
+    d̄ = mean(d) has Var = σ_u²/S + Var(mean_b w_b) + σ_e²/(SB).  Its two components are estimated from
+    the seed means m_s = mean_b d_{s,b} and the block means c_b = mean_s d_{s,b}::
 
-        v_seed  = var_s(m_s)/S        (ddof 1; E = σ_u²/S + σ_e²/(SB))
-        v_block = var_b(c_b)/B        (ddof 1; E = σ_w²/B + σ_e²/(SB))
-        se²     = v_seed + v_block   (σ_e² counted twice: conservative)
-        ν       = se⁴ / (v_seed²/(S − 1) + v_block²/(B − 1))        (Welch–Satterthwaite)
+        v_seed  = var_s(m_s)/S                                  (ddof 1)
+        v_block = C/(C − 1) · Σ_g (Σ_{b∈g} (c_b − c̄))² / B²      (blocks resampled by cluster g)
+        se²     = v_seed + v_block                              (σ_e² counted twice: conservative)
+        ν       = min(se⁴ / (v_seed²/(S − 1) + v_block²/(C − 1)),  S − 1)
         CI      = d̄ ± t_{(1+confidence)/2, ν} · se,   p = 2·(1 − F_ν(|d̄|/se))
 
-    ``v_block`` is the paired block bootstrap's variance in closed form (resampling blocks with
-    replacement, the same blocks for both runs, B → ∞ draws; with the unbiased divisor), and ``v_seed``
-    the paired seed bootstrap's; the two-way (crossed) bootstrap adds them the same way (Owen 2007, "The
-    pigeonhole bootstrap").  t quantiles with ν rather than bootstrap percentiles: with S = 3–5 seeds
-    a percentile interval covers 76–84% for a nominal 95% (simulated, docs/experiments.md), this one
-    ~95% (tests/experiments/test_calibration.py).  NaN for S < 2.
+    ``clusters`` (B,) labels the blocks that are not independent of each other — the document each block
+    starts in (adjacent blocks of one document share its topic and style) — and ``v_block`` is the
+    cluster (document) bootstrap's variance in closed form (the cluster-robust "sandwich" variance of a
+    mean; resampling whole clusters with replacement, the same clusters for both runs).  Without
+    ``clusters`` every block is its own cluster and v_block = var_b(c_b)/B.  ``v_seed`` is the paired
+    seed bootstrap's variance; the two-way (crossed) bootstrap adds the two (Owen 2007, "The pigeonhole
+    bootstrap").  **ν never exceeds S − 1**: the seed part is estimated from S seeds whatever the number
+    of blocks, and Satterthwaite's ν, which grows towards C − 1 when the block term dominates, would claim
+    a precision the seeds cannot support (with 3 seeds it gave ν = 16.5; the cap makes it 2).  Simulated
+    coverage (tests/experiments/test_calibration.py; docs/experiments.md): ≥ 95% at 3 and at 5 seeds,
+    conservative where the block term dominates.  NaN for S < 2.
 
     Returns arrays ``diff, se, df, ci_low, ci_high, p, se_seed, se_block`` of the leading shape."""
     from scipy import stats as scipy_stats
@@ -225,11 +240,21 @@ def seed_block_difference(d: np.ndarray, confidence: float = 0.95) -> dict[str, 
         return {"diff": diff, "se": nan, "df": nan, "ci_low": nan, "ci_high": nan, "p": nan, "se_seed": nan,
                 "se_block": nan}  # fmt: skip
     v_seed = d.mean(axis=-1).var(axis=-1, ddof=1) / s_count
-    v_block = d.mean(axis=-2).var(axis=-1, ddof=1) / b_count if b_count > 1 else np.zeros_like(v_seed)
+    labels = np.arange(b_count) if clusters is None else np.unique(np.asarray(clusters), return_inverse=True)[1]
+    if len(labels) != b_count:
+        raise ValueError(f"clusters has {len(labels)} labels for {b_count} blocks")
+    n_clusters = int(labels.max()) + 1 if b_count else 0
+    if n_clusters > 1:
+        centred = d.mean(axis=-2) - diff[..., None]  # c_b − c̄, (..., B)
+        totals = np.zeros((*centred.shape[:-1], n_clusters))
+        np.add.at(totals, (..., labels), centred)
+        v_block = n_clusters / (n_clusters - 1) * (totals**2).sum(axis=-1) / b_count**2
+    else:
+        v_block = np.zeros_like(v_seed)
     var = v_seed + v_block
     with np.errstate(divide="ignore", invalid="ignore"):
-        denominator = v_seed**2 / (s_count - 1) + (v_block**2 / (b_count - 1) if b_count > 1 else 0.0)
-        df = np.where(denominator > 0, var**2 / denominator, np.nan)
+        denominator = v_seed**2 / (s_count - 1) + (v_block**2 / (n_clusters - 1) if n_clusters > 1 else 0.0)
+        df = np.minimum(np.where(denominator > 0, var**2 / denominator, np.nan), s_count - 1)
         se = np.sqrt(var)
         t = np.where(se > 0, diff / se, np.nan)
         half = scipy_stats.t.ppf(0.5 + confidence / 2.0, df) * se
@@ -238,9 +263,11 @@ def seed_block_difference(d: np.ndarray, confidence: float = 0.95) -> dict[str, 
             "se_seed": np.sqrt(v_seed), "se_block": np.sqrt(v_block)}  # fmt: skip
 
 
-def seed_block_test(d: np.ndarray, confidence: float = 0.95) -> TTestResult:
+def seed_block_test(
+    d: np.ndarray, confidence: float = 0.95, clusters: Sequence[int] | np.ndarray | None = None
+) -> TTestResult:
     """:func:`seed_block_difference` of one study (``d``: (S, B)) as a :class:`TTestResult`."""
-    r = {k: float(v) for k, v in seed_block_difference(np.asarray(d), confidence).items()}
+    r = {k: float(v) for k, v in seed_block_difference(np.asarray(d), confidence, clusters).items()}
     return TTestResult(r["diff"], r["ci_low"], r["ci_high"], r["diff"] / r["se"] if r["se"] > 0 else math.nan,
                        r["df"], r["p"], r["se"], confidence)  # fmt: skip
 
@@ -324,6 +351,7 @@ __all__ = [
     "seed_block_test",
     "sign_test",
     "summarize",
+    "t_quantile",
     "welch",
     "welch_from_stats",
 ]

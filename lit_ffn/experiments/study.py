@@ -99,6 +99,10 @@ class Study:
     eval_tasks: list[str] = field(default_factory=list)  # lm_eval tasks scored after each confirmation run
     eval_include_path: str | None = None
     eval_limit: float | None = None
+    # declared before the runs (lit_ffn.experiments.verdicts): the one test that gives verdicts, and the
+    # variants tested as controls outside the Holm family; a study.json without them used the defaults
+    primary_test: str = "paired-t"
+    controls: list[str] = field(default_factory=list)
 
     # ----------------------------------------------------------- layout
     @property
@@ -280,6 +284,10 @@ class Study:
             args += ["--experiment", self.experiment]
         if self.baseline:
             args += ["--baseline", self.baseline]
+        if self.primary_test != "paired-t":
+            args += ["--primary-test", self.primary_test]
+        if self.controls:
+            args += ["--control", *self.controls]
         return shlex.join(args + self.overrides)
 
     # ----------------------------------------------------------- persistence
@@ -298,6 +306,8 @@ class Study:
             "eval_tasks": self.eval_tasks,
             "eval_include_path": self.eval_include_path,
             "eval_limit": self.eval_limit,
+            "primary_test": self.primary_test,
+            "controls": self.controls,
         }
 
     def save(self) -> None:
@@ -349,6 +359,16 @@ class Study:
                 f"{self.out} holds a study {'with' if saved.ladder else 'without'} --ladder: rerun it the same way "
                 "(rungs may be added), or use another --out"
             )
+        if saved.primary_test != self.primary_test:
+            raise UserError(
+                f"{self.out} declared --primary-test {saved.primary_test} before its runs, not {self.primary_test}: "
+                "the primary test is fixed with the study; rerun with it, or use another --out"
+            )
+        if saved.controls and self.controls and saved.controls != self.controls:
+            raise UserError(
+                f"{self.out} declared --control {' '.join(saved.controls)} before its runs, not "
+                f"{' '.join(self.controls)}: rerun with those (or without --control), or use another --out"
+            )
         variants = {**saved.variants, **self.variants}
         seeds = saved.seeds + [s for s in self.seeds if s not in saved.seeds]
         ladder = {**saved.ladder, **self.ladder}
@@ -368,6 +388,8 @@ class Study:
             self.eval_tasks or saved.eval_tasks,
             self.eval_include_path if self.eval_tasks else saved.eval_include_path,
             self.eval_limit if self.eval_tasks else saved.eval_limit,
+            self.primary_test,
+            self.controls or saved.controls,
         )
 
 
@@ -390,8 +412,13 @@ def make_study(
     eval_tasks: Sequence[str] = (),
     eval_include_path: str | None = None,
     eval_limit: float | None = None,
+    primary_test: str | None = None,
+    controls: Sequence[str] = (),
 ) -> Study:
-    """Validate the user's request and merge it with the study already in ``out``."""
+    """Validate the user's request and merge it with the study already in ``out``.  ``primary_test`` None:
+    the saved study's (a new study: :data:`lit_ffn.experiments.verdicts.DEFAULT_PRIMARY_TEST`)."""
+    from lit_ffn.experiments.verdicts import DEFAULT_PRIMARY_TEST, check_controls, check_primary_test
+
     if not configs:
         raise UserError("--config BASE.yaml is required (the model, data and trainer of every run)")
     for config in configs:
@@ -439,6 +466,10 @@ def make_study(
             )
         if re.match(r"^-[A-Za-z]", override):
             raise UserError(f"unknown option {override}: fit overrides are --key=value (see lit_ffn fit --help)")
+    saved_file = Path(out) / STUDY_FILE
+    if primary_test is None:
+        primary_test = Study.load(Path(out)).primary_test if saved_file.is_file() else DEFAULT_PRIMARY_TEST
+    check_primary_test(primary_test)
     if baseline is not None and baseline not in variants and not (Path(out) / STUDY_FILE).exists():
         raise UserError(f"--baseline {baseline} is not among --ffn ({', '.join(variants)})")
     study = Study(
@@ -456,9 +487,12 @@ def make_study(
         eval_tasks=list(eval_tasks),
         eval_include_path=_display_path(Path(eval_include_path)) if eval_include_path else None,
         eval_limit=eval_limit,
+        primary_test=primary_test,
+        controls=list(controls),
     ).merge_saved()
     if study.baseline is not None and study.baseline not in study.variants:
         raise UserError(f"--baseline {study.baseline} is not a variant of the study ({', '.join(study.variants)})")
+    check_controls(study.controls, list(study.variants), study.baseline_name)
     return study
 
 

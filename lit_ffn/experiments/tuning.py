@@ -252,11 +252,42 @@ def simulate_regret(
 class Margin:
     """How clearly the chosen point won: ``runner_up``'s mean minus the winner's (> 0), and the paired
     standard error of that difference over the tuning seeds both finished, sd(d_t)/√n with
-    d_t = loss_runner-up,t − loss_winner,t (NaN with fewer than 2 finite pairs)."""
+    d_t = loss_runner-up,t − loss_winner,t (NaN with fewer than 2 finite pairs), on n − 1 degrees of freedom.
+
+    The choice is **uncertain** when the margin is within t_{0.975, n−1}·se of 0 (the paired t-test of the
+    margin has p ≥ 0.05): with 2 tuning seeds t_{0.975, 1} = 12.7, not 2.  The margin is also **biased
+    upward by the selection**: the winner is the lowest of several noisy means and the runner-up the next,
+    so even points of equal true loss show a positive margin; read it as an upper estimate."""
 
     runner_up: str  # the runner-up point's label
     margin: float
     se: float
+    n: int = 0  # tuning seeds in the paired SE
+
+    @property
+    def df(self) -> int:
+        return self.n - 1
+
+    @property
+    def threshold(self) -> float:
+        """t_{0.975, n−1}·se: the margin a paired t-test would call clear (NaN without an SE)."""
+        from scipy import stats
+
+        return float(stats.t.ppf(0.975, self.df) * self.se) if self.n >= 2 and math.isfinite(self.se) else math.nan
+
+    @property
+    def p(self) -> float:
+        """Two-sided p of the paired t-test of the margin (NaN without an SE or with se = 0)."""
+        from scipy import stats
+
+        if not (self.n >= 2 and math.isfinite(self.se) and self.se > 0):
+            return math.nan
+        return float(2 * stats.t.sf(abs(self.margin) / self.se, self.df))
+
+    @property
+    def uncertain(self) -> bool:
+        """The margin is within t_{0.975, n−1}·se (or there is no SE to tell)."""
+        return not (self.margin > self.threshold)
 
     def describe(self) -> str:
         se = "" if math.isnan(self.se) else f" ± {self.se:.3f}"
@@ -271,7 +302,7 @@ def margin(choice: Choice, losses: Mapping[Point, Sequence[float]]) -> Margin | 
     runner = min(others, key=lambda p: choice.means[p])
     diffs = [r - w for r, w in zip(losses[runner], losses[choice.point]) if math.isfinite(r) and math.isfinite(w)]
     se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) >= 2 else math.nan
-    return Margin(point_label(runner), choice.means[runner] - choice.mean_loss, se)
+    return Margin(point_label(runner), choice.means[runner] - choice.mean_loss, se, len(diffs))
 
 
 def edge_flags(grid: Mapping[str, Sequence[str]], point: Point) -> list[str]:

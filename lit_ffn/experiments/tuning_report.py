@@ -1,7 +1,8 @@
 """The tuning stage's part of an ablation report: the selection protocol, the tuning table and
 ``tuning.png`` / ``tuning.csv`` (:mod:`lit_ffn.experiments.tuning` makes the choice).
 
-    tuning.csv   rung, variant, point, one column per tuned key, n, mean, std, losses, chosen, edge
+    tuning.csv   rung, variant, point, one column per tuned key, n, mean, std, losses, chosen, edge; on the
+                 chosen row its runner-up, margin, paired SE, t_{0.975,n−1}·SE, p and "clear"/"uncertain"
     tuning.png   final validation loss against each tuned value per variant (the other keys at the
                  variant's chosen values), log axis for values spanning ≥ 10×; the chosen point starred
 """
@@ -113,8 +114,56 @@ class TuningReport:
                 for flag in choice.edges if choice else []:
                     notes.append(f"- ⚠ {variant}: {flag}")
             lines += ["", *notes] if notes else []
+            lines += self.certainty(rung)
         lines += ["", "![final validation loss vs tuned value per variant; ★ chosen](tuning.png)", ""]
         return "\n".join(lines)
+
+    def margins(self, rung: str) -> dict[str, tuning.Margin | None]:
+        """Each chosen variant's :class:`~lit_ffn.experiments.tuning.Margin` over its runner-up at ``rung``."""
+        out = {}
+        for variant in self.study.variants:
+            choice = self.choices[(rung, variant)]
+            if choice is not None:
+                losses = {
+                    p: [math.nan if v is None else v for v in vs] for p, vs in self.losses[(rung, variant)].items()
+                }
+                out[variant] = tuning.margin(choice, losses)
+        return out
+
+    def certainty(self, rung: str) -> list[str]:
+        """How clearly each choice won: margin ± paired SE over the tuning seeds, the t quantile at n − 1, p."""
+        margins = self.margins(rung)
+        if not margins:
+            return []
+        n = len(self.study.tune_seeds)
+        lines = [
+            "",
+            (
+                f"How clearly each point won (runner-up mean − chosen mean over the {n} tuning seed{'s' if n != 1 else ''}, "
+                "± the paired SE; uncertain when the margin is within t₀.₉₇₅,ₙ₋₁ · SE, i.e. the paired t-test of the "
+                "margin has p ≥ 0.05). The margin is **biased upward by the selection** — the chosen point is the "
+                "lowest of several noisy means and the runner-up the next — so it overstates how clearly the point "
+                "wins; the confirmation runs below do not reuse these seeds."
+            ),
+            "",
+            "| variant | chosen | runner-up | margin ± SE | t₀.₉₇₅,ₙ₋₁ · SE | p | choice |",
+            "|---|---|---|---|---:|---:|---|",
+        ]
+        for variant, won in margins.items():
+            chosen = f"`{self.choices[(rung, variant)].label}`"
+            if won is None:
+                lines.append(f"| {variant} | {chosen} | — | — | — | — | the only finite point |")
+                continue
+            se = "" if math.isnan(won.se) else f" ± {won.se:.3f}"
+            threshold = "—" if math.isnan(won.threshold) else f"{won.threshold:.3f}"
+            from lit_ffn.experiments.stats import format_p
+
+            p = "—" if math.isnan(won.p) else format_p(won.p)
+            verdict = "uncertain" if won.uncertain else "clear"
+            lines.append(
+                f"| {variant} | {chosen} | `{won.runner_up}` | {won.margin:.3f}{se} | {threshold} | {p} | {verdict} |"
+            )
+        return lines
 
     def _cell(self, rung: str, variant: str, point: tuning.Point) -> str:
         values = self.losses[(rung, variant)][point]
@@ -134,9 +183,13 @@ class TuningReport:
     # ----------------------------------------------------------- files
     def csv_rows(self) -> list[dict[str, Any]]:
         rows = []
+        margins = {(rung, v): m for rung in self.study.rungs for v, m in self.margins(rung).items()}
         for (rung, variant), by_point in self.losses.items():
             choice = self.choices[(rung, variant)]
+            won = margins.get((rung, variant))
             for point, values in by_point.items():
+                chosen = choice is not None and choice.point == point
+                nan = lambda x: "" if x is None or math.isnan(x) else x  # noqa: E731
                 done = [v for v in values if v is not None]
                 finite = [v for v in done if math.isfinite(v)]
                 rows.append(
@@ -149,8 +202,14 @@ class TuningReport:
                         "mean": tuning.mean_loss(done) if done else "",
                         "std": statistics.stdev(finite) if len(finite) > 1 and len(finite) == len(done) else "",
                         "losses": " ".join(repr(v) for v in done),
-                        "chosen": choice is not None and choice.point == point,
-                        "edge": "; ".join(choice.edges) if choice is not None and choice.point == point else "",
+                        "chosen": chosen,
+                        "edge": "; ".join(choice.edges) if chosen else "",
+                        "runner_up": won.runner_up if chosen and won else "",
+                        "margin": won.margin if chosen and won else "",
+                        "margin_se": nan(won.se) if chosen and won else "",
+                        "margin_t_se": nan(won.threshold) if chosen and won else "",
+                        "margin_p": nan(won.p) if chosen and won else "",
+                        "choice": ("uncertain" if won.uncertain else "clear") if chosen and won else "",
                     }
                 )
         return rows
@@ -158,7 +217,8 @@ class TuningReport:
     def write(self, out: Path) -> dict[str, Path]:
         paths = {"tuning_csv": out / "tuning.csv", "tuning_png": out / "tuning.png"}
         rows = self.csv_rows()
-        fields = ["rung", "variant", "point", *self.study.tune, "n", "mean", "std", "losses", "chosen", "edge"]
+        fields = ["rung", "variant", "point", *self.study.tune, "n", "mean", "std", "losses", "chosen", "edge",
+                  "runner_up", "margin", "margin_se", "margin_t_se", "margin_p", "choice"]  # fmt: skip
         with open(paths["tuning_csv"], "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields)
             writer.writeheader()

@@ -157,9 +157,7 @@ def test_study_end_to_end_with_crash_then_resume(tmp_path: Path, tiny_dataset: P
         assert float(rows[variant]["val_loss_std"]) == pytest.approx(abs(vals[0] - vals[1]) / math.sqrt(2), rel=1e-6)
     reference = sps.ttest_ind(values["relu"], values["swiglu"], equal_var=False)
     assert float(rows["relu"]["p_welch"]) == pytest.approx(reference.pvalue, rel=1e-6)
-    assert float(rows["relu"]["delta_vs_baseline"]) == pytest.approx(
-        sum(values["relu"]) / 2 - sum(values["swiglu"]) / 2
-    )
+    assert float(rows["relu"]["delta"]) == pytest.approx(sum(values["relu"]) / 2 - sum(values["swiglu"]) / 2)
     md = (out / "results.md").read_text()
     assert "Not included" not in md and "| relu | 2 |" in md and "Welch" in md
     assert f"command: `{shlex.join(['lit_ffn', 'ablate', *argv])}`" in md  # the report says how to reproduce it
@@ -309,49 +307,43 @@ def test_report_table_holds_the_hand_computed_statistics(tmp_path: Path) -> None
     md = paths["md"].read_text()
     table = main_table(md)
 
-    # geglu vs swiglu by hand: s² = 0.02 each, se = √(0.01 + 0.01), t = −0.3/se = −2.1213, ν = 2,
-    # p = 1 − |t|/√(2 + t²) = 0.1679, CI = −0.3 ± 4.302653·se = [−0.9085, +0.3085]
+    # geglu vs swiglu by hand (Welch, a secondary test): s² = 0.02 each, se = √(0.01 + 0.01), t = −0.3/se = −2.1213,
+    # ν = 2, p = 1 − |t|/√(2 + t²) = 0.1679, CI = −0.3 ± 4.302653·se = [−0.9085, +0.3085]
     se = math.sqrt(0.02)
     t = -0.3 / se
-    assert float(rows["geglu"]["df"]) == pytest.approx(2.0, rel=1e-5)
+    assert float(rows["geglu"]["welch_df"]) == pytest.approx(2.0, rel=1e-5)
     assert float(rows["geglu"]["p_welch"]) == pytest.approx(1 - abs(t) / math.sqrt(2 + t * t), rel=1e-5)
-    assert float(rows["geglu"]["ci95_low"]) == pytest.approx(-0.3 - 4.302653 * se, rel=1e-5)
-    n, mean_std, delta, ci, p, _, paired_ci, p_paired, _, verdict, _, _, tps = table["geglu"]
-    assert (n, mean_std, delta, ci, p) == ("2", "4.2000 ± 0.1414", "-0.3000", "[-0.9085, +0.3085]", "0.1679")
-    # per seed geglu − swiglu = −0.3, −0.3: no spread, no paired test, so the verdict falls back to Welch
-    assert (paired_ci, p_paired) == ("— (2)", "n/a")
-    assert verdict == "no detectable difference (Welch)"
+    assert float(rows["geglu"]["welch_ci95_low"]) == pytest.approx(-0.3 - 4.302653 * se, rel=1e-5)
+    secondary = next(line for line in md.splitlines() if line.startswith("| geglu | -0.3000 |"))
+    assert "| [-0.9085, +0.3085] | 0.1679 |" in secondary
+    # per seed geglu − swiglu = −0.3, −0.3: no spread, no paired test: the verdict is withheld (no Welch fallback:
+    # the primary test is declared, the others never give a verdict)
+    n, mean_std, delta, ci, p, holm, verdict, mdd = table["geglu"]
+    assert (n, mean_std, delta, ci, p, holm, mdd) == ("2", "4.2000 ± 0.1414", "-0.3000", "—", "—", "—", "—")
+    assert verdict == "withheld: the per-seed differences have no spread: no test"
     # relu − swiglu per seed = +0.55, +0.45: d̄ = 0.5, s_d = √0.005, se = 0.05, t = 10, ν = 1 (Cauchy):
     # p = 1 − (2/π)·atan(10) = 0.0635, t_{.975, 1} = tan(0.475π) = 12.7062 → CI 0.5 ± 0.6353
-    assert float(rows["relu"]["paired_t"]) == pytest.approx(10.0, rel=1e-4)  # float32 TensorBoard scalars
-    assert float(rows["relu"]["p_paired"]) == pytest.approx(1 - 2 / math.pi * math.atan(10), rel=1e-4)
-    # 2 pairs: ν = 1, no verdict from it (issue 23), whatever its p
-    assert table["relu"][6:10] == [
-        "[-0.1353, +1.1353] (2)",
-        "0.0635",
-        "0.0635",
-        "too few seeds for a verdict (paired ν = 1 < 2)",
-    ]
-    # relu vs swiglu: se² = 0.005/2 + 0.02/2, t = 0.5/√0.0125 = 4.472; Holm over k = 2 doubles the smaller p
-    p_relu = float(rows["relu"]["p_welch"])
-    assert float(rows["relu"]["t"]) == pytest.approx(0.5 / math.sqrt(0.0125), rel=1e-5)
-    p_geglu = float(rows["geglu"]["p_welch"])
-    smaller, larger = sorted([p_relu, p_geglu])
-    holm = {p_relu: min(1, 2 * p_relu) if p_relu == smaller else max(min(1, 2 * smaller), larger)}
-    assert float(rows["relu"]["p_holm"]) == pytest.approx(holm[p_relu], rel=1e-9)
-    assert table["swiglu"][:2] == ["2", "4.5000 ± 0.1414"] and table["swiglu"][9] == "baseline"
-    assert "p (Welch, Holm k=2)" in md and "p (paired, Holm k=2)" in md and "swiglu seed 2: started, not finished" in md
+    assert float(rows["relu"]["p"]) == pytest.approx(1 - 2 / math.pi * math.atan(10), rel=1e-4)  # float32 scalars
+    # 2 pairs: ν = 1, no verdict and no Holm p from it (issue 23), whatever its p
+    assert table["relu"][2:7] == ["+0.5000", "[-0.1353, +1.1353]", "0.0635", "—", "withheld: 2 pairs: ν = 1 < 2"]
+    assert rows["relu"]["p_holm"] == "" and rows["relu"]["withheld"] == "2 pairs: ν = 1 < 2"
+    assert table["swiglu"][:2] == ["2", "4.5000 ± 0.1414"] and table["swiglu"][6] == "baseline"
+    assert "p (Holm, k=2)" in md and "swiglu seed 2: started, not finished" in md
     assert "| relu | +0.5500 | +0.4500 | — |" in md  # the per-seed differences
     # params: the tiny model counted on the meta device = the real model's count
     from lit_ffn.ffn import ReLUFFN
     from lit_ffn.model import Decoder
 
     real = Decoder(ReLUFFN, **TINY_MODEL)
-    assert table["relu"][10] == f"{sum(p.numel() for p in real.parameters()):,}"
-    assert table["relu"][11] == f"{sum(p.numel() for layer in real.layers for p in layer.ffn.parameters()):,}"
+    total = sum(p.numel() for p in real.parameters())
+    ffn = sum(p.numel() for layer in real.layers for p in layer.ffn.parameters())
+    assert f"| relu | {total:,} | {ffn:,} | — |" in md
     # tokens/s: the throughput tag's median (200); else the train/loss wall times' median rate:
     # 4·32 = 128 tokens per step, intervals of 1, 1, 1 and 7 s (a validation) → median 128
-    assert tps == "128" and table["swiglu"][12] == "200" and table["relu"][12] == "—"
+    assert "| swiglu | " in md and next(
+        x for x in md.splitlines() if x.startswith("| geglu | ") and x.endswith(" 128 |")
+    )
+    assert next(x for x in md.splitlines() if x.startswith("| swiglu | ") and x.endswith(" 200 |"))
     assert rows["swiglu"]["tokens_per_s_source"] == "train/tokens_per_sec"
     # gates.png: drawn from runs that logged gates/layer_XX/… tags
     assert ablation_report.read_run(study, Pair("geglu", 0)).has_gates
@@ -366,20 +358,20 @@ def test_significant_difference_is_flagged(tmp_path: Path) -> None:
         {"swiglu": str(repo / "swiglu.yaml"), "geglu": str(repo / "geglu.yaml")},
         [0, 1, 2],
     )
-    for seed, (a, b) in enumerate([(5.00, 4.90), (5.01, 4.91), (5.02, 4.92)]):
+    for seed, (a, b) in enumerate([(5.00, 4.90), (5.01, 4.92), (5.02, 4.91)]):
         write_run(study, Pair("swiglu", seed), [(9, a)])
         write_run(study, Pair("geglu", seed), [(9, b)])
     md = ablation_report.write_report(study)["md"].read_text()
-    _, _, delta, ci, _, _, _, _, _, verdict, *_ = main_table(md)["geglu"]
-    # the same −0.1 for every seed: no paired test (no spread), Welch's test decides
-    assert verdict == "**lower loss than swiglu** (Welch p < 0.05)" and delta == "-0.1000" and ci.startswith("[-0.1")
+    _, _, delta, ci, p, holm, verdict, _ = main_table(md)["geglu"]
+    # d = −0.10, −0.09, −0.11: d̄ = −0.1, s_d = 0.01, t = −17.32, ν = 2 → p = 0.0033 (k = 1: Holm p = p)
+    assert verdict == "**better (Holm p 0.0033)**" and delta == "-0.1000" and ci.startswith("[-0.1") and p == holm
     assert "gates" not in ablation_report.write_report(study)  # no gate statistics logged: no gates.png
 
 
 def test_a_difference_hidden_by_the_seed_spread_is_found_by_the_paired_test(tmp_path: Path) -> None:
     """Seeds 0, 1, 2 move both variants by 0.5 each; geglu − swiglu = −0.10, −0.09, −0.11 per seed:
     d̄ = −0.1, s_d = 0.01, t = −0.1/(0.01/√3) = −17.32, ν = 2 → p = 1 − |t|/√(2 + t²) = 0.0033.
-    Welch's test, blind to the pairing, sees two overlapping samples of spread 0.5."""
+    Welch's test (secondary), blind to the pairing, sees two overlapping samples of spread 0.5."""
     repo = Path(__file__).resolve().parents[2] / "configs" / "ffn"
     study = Study(
         tmp_path / "s",
@@ -390,12 +382,13 @@ def test_a_difference_hidden_by_the_seed_spread_is_found_by_the_paired_test(tmp_
     for seed, (a, b) in enumerate([(5.0, 4.9), (5.5, 5.41), (6.0, 5.89)]):
         write_run(study, Pair("swiglu", seed), [(9, a)])
         write_run(study, Pair("geglu", seed), [(9, b)])
-    md = ablation_report.write_report(study)["md"].read_text()
-    row = main_table(md)["geglu"]
+    paths = ablation_report.write_report(study)
+    row = main_table(paths["md"].read_text())["geglu"]
     t = -0.1 / (0.01 / math.sqrt(3))
-    assert float(row[4]) > 0.5  # Welch
-    assert row[7] == f"{1 - abs(t) / math.sqrt(2 + t * t):.4f}" == "0.0033"
-    assert row[9] == "**lower loss than swiglu** (paired p < 0.05)"
+    rows = {r["variant"]: r for r in csv.DictReader(paths["csv"].open())}
+    assert float(rows["geglu"]["p_welch"]) > 0.5  # Welch
+    assert row[4] == f"{1 - abs(t) / math.sqrt(2 + t * t):.4f}" == "0.0033"
+    assert row[6] == "**better (Holm p 0.0033)**"
 
 
 def test_print_commands_follow_each_pairs_state(tmp_path: Path, tiny_dataset: Path, capsys) -> None:
@@ -511,6 +504,8 @@ def test_slurm_array_script_runs_one_pair_per_task(tmp_path: Path, tiny_dataset:
         # the batch plan is checked before any run starts, as `lit_ffn fit` would check it
         (["--ffn", "swiglu", "--global_batch_size=6"], "global_batch_size 6 is not a multiple of data.batch_size 4"),
         (["--ffn", "swiglu", "--global_batch_size=8", "--trainer.devices=auto"], "needs a definite device count"),
+        (["--ffn", "swiglu", "--primary-test", "nope"], "--primary-test nope: unknown test"),
+        (["--ffn", "swiglu", "relu", "--control", "gelu"], "--control gelu is not a variant of the study"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path: Path, capsys, extra: list[str], message: str) -> None:

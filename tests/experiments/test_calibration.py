@@ -21,23 +21,38 @@ def two_way(rng: np.random.Generator, reps: int, seeds: int, blocks: int, sd_see
 
 
 def test_the_seed_and_block_ci_covers_its_nominal_level() -> None:
-    """4,000 studies per setting; nominal 95%: SE of the coverage 0.0034, so ±0.015 is > 4 SE."""
+    """4,000 studies per setting; nominal 95%: SE of the coverage 0.0034.  With ν ≤ S − 1 the interval is
+    never below its level: measured 3 seeds 0.956 / 1.000 / 0.973, 5 seeds 0.953 / 0.995 / 0.966 (seed-dominated,
+    block-dominated, comparable; it was 0.924 at 3 seeds with the uncapped Satterthwaite ν)."""
     rng = np.random.default_rng(0)
     for seeds in (3, 5):
         for sd_seed, sd_block in ((0.02, 0.002), (0.002, 0.02), (0.01, 0.01)):
             d = two_way(rng, 4000, seeds, 64, sd_seed, sd_block, 0.01, delta=0.05)
             r = seed_block_difference(d)
             coverage = float(np.mean((r["ci_low"] <= 0.05) & (0.05 <= r["ci_high"])))
-            # measured: 5 seeds 0.950 / 0.953 / 0.952; 3 seeds 0.943 / 0.960 / 0.924 (Satterthwaite's ν is
-            # optimistic when both components are comparable and the seed part has 2 degrees of freedom)
-            floor = 0.935 if seeds >= 5 else 0.91
-            assert floor <= coverage <= 0.99, (seeds, sd_seed, sd_block, coverage)
+            assert 0.94 <= coverage, (seeds, sd_seed, sd_block, coverage)
+            assert np.all(r["df"] <= seeds - 1)
+
+
+def test_blocks_of_one_document_are_resampled_together() -> None:
+    """128 blocks from 16 documents of 8 adjacent blocks sharing a document effect (SD 0.02; seed, block, cell
+    0.005 / 0.005 / 0.01), 5 seeds, 4,000 studies: treating blocks as independent covers 83% (measured), resampling
+    by document 98.5%."""
+    rng = np.random.default_rng(3)
+    reps, seeds, blocks = 4000, 5, 128
+    docs = np.arange(blocks) // 8
+    d = two_way(rng, reps, seeds, blocks, 0.005, 0.005, 0.01, delta=0.05)
+    d = d + rng.normal(0, 0.02, (reps, 1, docs.max() + 1))[..., docs]
+    covered = {}
+    for name, clusters in (("blocks", None), ("documents", docs)):
+        r = seed_block_difference(d, clusters=clusters)
+        covered[name] = float(np.mean((r["ci_low"] <= 0.05) & (0.05 <= r["ci_high"])))
+    assert covered["documents"] >= 0.95 - 3 * math.sqrt(0.05 * 0.95 / reps) and covered["blocks"] < 0.9, covered
 
 
 def test_a_a_studies_are_significant_at_most_at_the_stated_rate() -> None:
-    """A/A: 4 variants identical to the baseline, 5 seeds, 64 blocks, one Holm family over the 4 comparisons:
-    P(any 'significant') ≤ 5% stated.  2,000 studies: SE ≤ 0.0049; bound 0.05 + 3 SE.  Measured: 6.0% for
-    the family (slightly above 5%: the t approximation's far tail), 4.65% for one comparison."""
+    """A/A of the seed × block test (secondary in the report): 4 variants identical to the baseline, 5 seeds,
+    64 blocks, Holm over the 4 comparisons: P(any p_Holm < 0.05) ≤ 5% + 3 SE (2,000 studies: SE ≤ 0.0049)."""
     rng = np.random.default_rng(1)
     reps, k = 2000, 4
     p = np.stack([seed_block_difference(two_way(rng, reps, 5, 64, 0.02, 0.01, 0.01))["p"] for _ in range(k)], axis=1)
@@ -49,9 +64,9 @@ def test_a_a_studies_are_significant_at_most_at_the_stated_rate() -> None:
 
 def test_the_multiplier_ci_covers_at_least_its_nominal_level_at_5_seeds() -> None:
     """60 synthetic 5-rung ladders, a variant whose curve is the baseline's shifted 1.5× in compute, 5 seeds,
-    seed noise shared 70% by paired runs.  Coverage measured at 150 studies: 97% (docstring of scaling);
-    here ≥ 0.95 − 3·SE(60) = 0.87 keeps the test seconds long and still fails for the plain percentile (~0.85
-    at 3 seeds, ~0.91 at 5)."""
+    seed noise shared 70% by paired runs.  Coverage measured at 150 studies: 94.7% (docstring of scaling);
+    here ≥ 0.95 − 3·SE(60) = 0.87 keeps the test seconds long (it would not catch the plain percentile's ~0.91 at
+    5 seeds, only grosser breaks)."""
     law = lambda c: 2.0 + 40.0 * np.asarray(c) ** (-0.12)  # noqa: E731
     compute = np.geomspace(1e15, 1e18, 5)
     rng = np.random.default_rng(2)

@@ -97,7 +97,7 @@ def test_the_multiplier_of_a_curve_shifted_by_2x_in_compute_is_2(tmp_path: Path)
     md = report.write_report(study)["md"].read_text()
     fit_line = next(line for line in md.splitlines() if line.startswith("- swiglu: saturating power law L = "))
     assert float(fit_line.split("= ")[1].split(" +")[0]) == pytest.approx(2.0, abs=5e-3)  # E of the known law
-    assert "·C^(−0.1200) (4 rungs)" in fit_line
+    assert "·C^(−0.1200) (4 rungs, weighted by 1/se²)" in fit_line
     lines = md.splitlines()
     table = lines.index("| variant | M vs swiglu | 95% CI | LOO band | non-finite draws | note |")
     assert "| swiglu | 1 | — | — | — | the reference (1 by construction) |" in lines
@@ -230,6 +230,35 @@ def test_a_rung_that_does_not_beat_the_unigram_reference_is_flagged_and_left_out
     assert [p.rung for p in found.usable("swiglu")] == ["r2", "r3", "r4", "r5"]
     md = found.markdown()
     assert "- ⚠ swiglu at `r1`: mean final loss 6.5000 does not beat the unigram reference" in md
-    assert "left out of its scaling fit" in md and "(4 rungs)" in md
+    assert "left out of its scaling fit" in md and "(4 rungs, weighted by 1/se²)" in md
     monkeypatch.setattr(scaling_report, "study_reference", lambda runs: 7.0)  # every rung beats 7.0
     assert len(scaling_report.ScalingReport(study, runs, "swiglu").usable("swiglu")) == 5
+
+
+def test_a_one_seed_ladder_prints_no_multiplier_and_its_csv_holds_none(tmp_path: Path) -> None:
+    """Issue 30: one seed per rung leaves the seed spread unknown: no multiplier and no CI in results.md, and
+    scaling.csv's multiplier columns empty with the reason in ``withheld`` (the CSV once printed what the report
+    withheld)."""
+    variants = {v: str(REPO_FFN / f"{v}.yaml") for v in ("swiglu", "relu")}
+    rungs = {f"r{i}": f"r{i}.yaml" for i in range(4)}
+    study = Study(tmp_path / "s", ["base.yaml"], variants, [0], experiment="x", ladder=rungs)
+    study.save()
+    steps = {"r0": 10, "r1": 40, "r2": 160, "r3": 640}
+    from torch.utils.tensorboard import SummaryWriter
+
+    for pair in study.confirm_pairs():
+        run_dir = write_run(study, pair, [])
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        config["trainer"]["max_steps"] = steps[pair.rung]
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+        shift = 2.0 if pair.variant == "relu" else 1.0
+        writer = SummaryWriter(str(run_dir))
+        writer.add_scalar("val/loss", law(shift * run_compute(config)[0]), steps[pair.rung])
+        writer.close()
+    md = report.write_report(study)["md"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| relu | — | — | — | — | not identifiable"))
+    assert "the seed spread is unknown" in row
+    rows = [r for r in csv.DictReader((study.out / "scaling.csv").open()) if r["variant"] == "relu"]
+    for r in rows:
+        assert r["multiplier"] == r["multiplier_ci95_low"] == r["multiplier_ci95_high"] == r["multiplier_loo_low"] == ""
+        assert r["withheld"].startswith("not identifiable from this ladder:")

@@ -62,6 +62,14 @@ def test_diverged_confirmation_runs_are_outcomes_and_final_losses_cover_every_bl
     assert final["blocks"] == len(expected) == len(final["block_losses"])
     assert torch.allclose(torch.tensor(final["block_losses"]), torch.tensor(expected), rtol=1e-5)
     assert json.loads((run_dir / DONE).read_text())["final_val_loss"] == sum(final["block_losses"]) / len(expected)
+    # the document each block starts in: end-of-document tokens counted in the blocks before it, read independently
+    from litdata import StreamingDataset, TokensLoader
+
+    eos = json.loads((tiny_dataset / "meta.json").read_text())["eos_id"]
+    dataset = StreamingDataset(str(tiny_dataset / "val"), item_loader=TokensLoader(block_size=33))
+    counts = [int((dataset[i] == eos).sum()) for i in range(len(dataset))]
+    assert final["block_docs"] == [sum(counts[:i]) for i in range(len(counts))]
+    assert len(set(final["block_docs"])) < len(counts)  # some documents span several blocks
 
     # a rerun trains nothing (the diverged run is not retried) and writes the same report
     (out / "results.md").unlink()

@@ -57,13 +57,13 @@ def test_a_curve_shifted_by_2x_in_compute_is_worth_2x_and_the_baseline_exactly_1
 
 def test_a_bad_fit_is_withheld_with_its_reason() -> None:
     """Points that no saturating power law describes (loss falling faster at large compute, as on the old CPU
-    ladder): residuals far beyond the seed noise and E at its bound 0 are named."""
+    ladder): residuals far beyond the seed noise are named (E at its bound 0 is reported, not a reason: a pure
+    power law is a fine curve)."""
     c = np.geomspace(1e11, 1e13, 4)
     loss = [[11.7, 11.6], [11.0, 10.9], [10.1, 10.2], [8.2, 8.25]]
     fit = fit_scaling(c, [np.mean(x) for x in loss])
     found = diagnose(c, loss, fit)
     assert not found.passes
-    assert any("E at its lower bound 0" in r for r in found.reasons)
     assert any(r.startswith("residuals up to") for r in found.reasons)
     good = diagnose(COMPUTE, [[law(x) - 0.001, law(x) + 0.001] for x in COMPUTE], fit_scaling(COMPUTE, law(COMPUTE)))
     assert good.passes, good.reasons
@@ -96,16 +96,16 @@ def test_the_report_says_how_small_a_difference_it_could_see(tmp_path) -> None:
     study = Study(tmp_path / "s", ["base.yaml"], {"swiglu": str(repo / "swiglu.yaml"), "relu": str(repo / "relu.yaml")},
                   [0, 1, 2], experiment="x")  # fmt: skip
     study.save()
-    final = {"swiglu": [4.4, 4.5, 4.6], "relu": [4.1, 4.2, 4.3]}
+    final = {"swiglu": [4.4, 4.5, 4.6], "relu": [4.1, 4.22, 4.28]}
     for variant, values in final.items():
         for seed, value in enumerate(values):
             write_run(study, Pair(variant, seed), [(0, 6.0), (9, value)])
     md = report.write_report(study)["md"].read_text()
-    lines = md.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| variant | MDD (Welch"))
-    se = math.sqrt(2 * 0.01 / 3)
-    welch = (sps.t.ppf(0.975, 4) + sps.t.ppf(0.8, 4)) * se
-    assert lines[start + 2] == f"| relu | {welch:.4f} | — |"  # equal per-seed differences: no paired test, no MDD
+    row = next(line for line in md.splitlines() if line.startswith("| relu | 3 |"))
+    # d = −0.30, −0.28, −0.32: s_d = 0.02, se = s_d/√3, ν = 2: MDD = (t_{.975,2} + t_{.8,2})·se, in the main table
+    # and in the inconclusive verdict beside it (the float32 scalars: 4 decimals)
+    mdd = (sps.t.ppf(0.975, 2) + sps.t.ppf(0.8, 2)) * 0.02 / math.sqrt(3)
+    assert row.endswith(f"| {mdd:.4f} |")
 
 
 def test_a_variant_on_less_compute_per_rung_is_fitted_on_its_own_compute() -> None:
@@ -127,3 +127,80 @@ def test_failed_draws_are_counted_not_dropped() -> None:
     flat = [list(10.0 + spread) for _ in COMPUTE]
     m = multipliers({"base": COMPUTE, "flat": COMPUTE}, {"base": base, "flat": flat}, "base", resamples=50)["flat"]
     assert m.draws == 50 and m.nonfinite > 0
+
+
+# the CPU ladder's computes (swiglu, configs/ladder/cpu/) and swiglu's fit there; the observed per-rung seed SDs
+CPU_COMPUTE = np.array([1.137e11, 1.530e12, 4.673e12, 9.345e12])
+CPU_SD = np.array([0.029, 0.184, 0.061, 0.011])
+
+
+def cpu_law(c: np.ndarray) -> np.ndarray:
+    return 0.313 + 101.6 * np.asarray(c) ** (-0.118)
+
+
+def kinked(c: np.ndarray) -> np.ndarray:
+    """Misspecified: the exponent changes from 0.118 to 0.2 after the second rung (continuous there)."""
+    c = np.asarray(c, dtype=float)
+    knee = CPU_COMPUTE[1]
+    return np.where(c <= knee, cpu_law(c), 0.313 + (cpu_law(knee) - 0.313) * (c / knee) ** (-0.2))
+
+
+def test_the_diagnostics_withhold_a_correct_power_law_rarely_and_a_misspecified_one_mostly() -> None:
+    """Issue 30: the thresholds are calibrated by simulation.  At the CPU ladder's computes and observed noise,
+    5 seeds: a correctly specified power law is withheld ≤ 10% of the time (measured 6.5% at 200 ladders, 60
+    draws), a curve whose exponent changes between rungs ≥ 80% (measured 96%).  100 ladders and 40 bootstrap
+    draws here (fixed seeds; seconds).  The old diagnostics (LOO error / the rung's SE only, unweighted fit)
+    withheld the correct law 97–99% of the time."""
+    from lit_ffn.experiments.scaling import simulate_withholding
+
+    correct = simulate_withholding(CPU_COMPUTE, cpu_law, CPU_SD, seeds=5, reps=100, rng_seed=0, resamples=40)
+    wrong = simulate_withholding(CPU_COMPUTE, kinked, CPU_SD, seeds=5, reps=100, rng_seed=1, resamples=40)
+    assert correct <= 0.10 and wrong >= 0.80, (correct, wrong)
+
+
+def test_a_one_seed_ladder_reports_no_multiplier_ci() -> None:
+    """One seed at every rung: the bootstrap cannot vary anything, so there is no CI (not a zero-width one)."""
+    base = [[law(c)] for c in COMPUTE]
+    shifted = [[law(1.3 * c)] for c in COMPUTE]
+    m = multipliers({"b": COMPUTE, "v": COMPUTE}, {"b": base, "v": shifted}, "b", resamples=50)["v"]
+    assert m.point == pytest.approx(1.3, rel=1e-2)
+    assert math.isnan(m.low) and math.isnan(m.high) and m.no_ci.startswith("no CI: a rung has 1 seed")
+    mixed = [list(x) for x in base]
+    mixed[0] = [law(COMPUTE[0]) - 0.001, law(COMPUTE[0]) + 0.001]  # one rung with 2 seeds is not enough
+    m = multipliers({"b": COMPUTE, "v": COMPUTE}, {"b": mixed, "v": [list(x) for x in shifted]}, "b", resamples=50)["v"]
+    assert math.isnan(m.low) and m.min_seeds == 1
+
+
+def test_failed_draws_are_conservative_on_both_sides(monkeypatch) -> None:
+    """A draw whose fit fails could have given any M: it widens the lower bound to 0 and the upper to ∞ once
+    failures exceed the 2.5% tails."""
+    from lit_ffn.experiments import scaling
+
+    spread = np.array([-0.01, 0.0, 0.01])
+    base = [list(law(c) + spread) for c in COMPUTE]
+    shifted = [list(law(1.5 * c) + spread) for c in COMPUTE]
+    real = scaling.fit_batch
+    calls = {"n": 0}
+
+    def failing(log_c, loss, kind, weights=None):
+        out = real(log_c, loss, kind, weights)
+        calls["n"] += 1
+        if np.atleast_2d(loss).shape[0] > 1:  # bootstrap draws: a tenth of the fits fail
+            out[::10] = np.nan
+        return out
+
+    monkeypatch.setattr(scaling, "fit_batch", failing)
+    m = scaling.multipliers({"b": COMPUTE, "v": COMPUTE}, {"b": base, "v": shifted}, "b", resamples=200)["v"]
+    assert m.nonfinite >= 20 and m.low == 0.0 and m.high == math.inf
+
+
+def test_a_multiplier_read_beyond_the_variants_compute_range_is_flagged() -> None:
+    """A variant 4× worse in compute reaches the baseline's top-rung loss only at 4× its own top rung."""
+    spread = np.array([-0.001, 0.0, 0.001])
+    base = [list(law(c) + spread) for c in COMPUTE]
+    worse = [list(law(c / 4) + spread) for c in COMPUTE]
+    m = multipliers({"b": COMPUTE, "v": COMPUTE}, {"b": base, "v": worse}, "b", resamples=50)["v"]
+    assert m.point == pytest.approx(0.25, rel=1e-2) and m.extrapolation == pytest.approx(4.0, rel=1e-2)
+    assert m.extrapolated.startswith("extrapolated: the variant's curve reaches L* at 4")
+    inside = multipliers({"b": COMPUTE, "v": COMPUTE}, {"b": base, "v": base}, "b", resamples=50)["v"]
+    assert inside.extrapolated == ""

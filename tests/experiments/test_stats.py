@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from lit_ffn.experiments.stats import format_mean_std, format_p, holm, paired, summarize, welch, welch_from_stats
@@ -109,6 +110,14 @@ def test_paired_t_test_by_hand() -> None:
     assert r.ci_high == pytest.approx(2 + t_crit / math.sqrt(3), rel=1e-9)
     # the same numbers unpaired: the seed-to-seed spread (1.5 per seed in a) hides the difference
     assert welch([1.0, 2.5, 4.0], [0.0, 0.5, 1.0]).p > r.p
+    # the closed form is scipy's paired test
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 6), rng.normal(0.3, 1, 6)
+    mine = paired(dict(enumerate(a)), dict(enumerate(b)))
+    theirs = sps.ttest_rel(a, b)
+    assert mine.t == pytest.approx(theirs.statistic, rel=1e-12) and mine.p == pytest.approx(theirs.pvalue, rel=1e-10)
 
 
 def test_paired_undefined_cases_are_nan() -> None:

@@ -3,6 +3,7 @@ results, both stages end to end with a crash in each, commands, SLURM scripts an
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -272,31 +273,44 @@ def test_tuning_uses_two_seeds_by_default_and_keeps_a_studys_own(tmp_path: Path)
     assert again.tune_seeds == [7] and again.seeds == [0, 1]
 
 
-def test_the_margin_over_the_runner_up_and_its_paired_se_reach_the_verdict() -> None:
-    """Issue 23 part 4: a tuned verdict says what it rests on — the chosen point, its margin over the
-    runner-up with the paired SE over the tuning seeds, and an edge-of-grid flag."""
-    from types import SimpleNamespace
+def test_the_margin_is_uncertain_unless_it_beats_the_t_quantile_at_n_minus_1() -> None:
+    """Issue 30, item 7: with 2 tuning seeds the paired SE of the margin has 1 degree of freedom, so the choice
+    is clear only when the margin exceeds t_{0.975, 1}·SE = 12.7·SE (not 2·SE); p is the paired t-test's."""
+    from scipy import stats as sps
 
     from lit_ffn.experiments import tuning
-    from lit_ffn.experiments.report import tuning_note
 
     grid = {"model.lr": ["1e-3", "3e-3", "1e-2"]}
     lo, mid, hi = tuning.grid_points(grid)
     losses = {lo: [4.30, 4.40], mid: [4.10, 4.14], hi: [4.20, 4.30]}  # mid wins; runner-up hi by 0.13
     choice = tuning.choose(grid, losses)
     won = tuning.margin(choice, losses)
-    assert choice.point == mid and won.runner_up == "model.lr=1e-2"
+    assert choice.point == mid and won.runner_up == "model.lr=1e-2" and won.n == 2
     assert won.margin == pytest.approx(0.13) and won.se == pytest.approx(0.03)  # d = (0.10, 0.16): sd 0.0424/√2
-    study = SimpleNamespace(tune=grid, tuning_losses=lambda variant, rung="": losses)
-    assert tuning_note(study, "swiglu") == "; tuned at model.lr=3e-3, margin 0.130 ± 0.030 over model.lr=1e-2"
-    close = {lo: [4.30, 4.40], mid: [4.10, 4.30], hi: [4.25, 4.20]}  # margin 0.025, d = (0.15, -0.10): SE 0.125
-    note = tuning_note(SimpleNamespace(tune=grid, tuning_losses=lambda variant, rung="": close), "swiglu")
-    assert note.endswith("(within 2 SE: the choice is uncertain)")
-    edge = {lo: [4.0, 4.1], mid: [4.2, 4.3], hi: [4.5, 4.6]}
-    assert tuning_note(SimpleNamespace(tune=grid, tuning_losses=lambda v, rung="": edge), "x").endswith(
-        "; ⚠ at the grid's edge"
-    )
-    assert tuning_note(SimpleNamespace(tune={}, tuning_losses=None), "x") == ""
+    assert won.threshold == pytest.approx(sps.t.ppf(0.975, 1) * 0.03) and won.margin > 2 * won.se
+    assert won.uncertain and won.p == pytest.approx(2 * sps.t.sf(0.13 / 0.03, 1))  # 0.144: "within 2 SE" said clear
+    clear = {lo: [4.30, 4.40], mid: [4.10, 4.14], hi: [4.30, 4.341]}  # d = (0.20, 0.201): margin 0.2005, SE 0.0005
+    assert not tuning.margin(tuning.choose(grid, clear), clear).uncertain
+
+
+def test_the_tuning_section_says_how_clearly_each_point_won_and_that_the_margin_is_biased(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2] / "configs" / "ffn"
+    study = Study(tmp_path / "s", ["base.yaml"], {"swiglu": str(repo / "swiglu.yaml")}, [0], experiment="x",
+                  tune={LR: ["1e-3", "3e-3", "1e-2"]}, tune_seeds=[5, 6])  # fmt: skip
+    study.save()
+    for lr, values in {"1e-3": [4.30, 4.40], "3e-3": [4.10, 4.14], "1e-2": [4.20, 4.30]}.items():
+        for seed, value in zip((5, 6), values):
+            write_run(study, Pair("swiglu", seed, point=f"{LR}={lr}"), [(9, value)])
+    write_run(study, Pair("swiglu", 0), [(9, 4.1)])
+    from lit_ffn.experiments import report
+
+    paths = report.write_report(study)
+    md = paths["md"].read_text()
+    assert "| swiglu | `model.lr=3e-3` | `model.lr=1e-2` | 0.130 ± 0.030 | 0.381 | 0.1444 | uncertain |" in md
+    assert "biased upward by the selection" in md
+    rows = list(csv.DictReader((tmp_path / "s" / "tuning.csv").open()))
+    chosen = next(r for r in rows if r["chosen"] == "True")
+    assert chosen["choice"] == "uncertain" and float(chosen["margin_p"]) == pytest.approx(0.144, abs=1e-3)  # float32
 
 
 # ================================================================== the rule of the choice (issue 31)
