@@ -19,16 +19,6 @@ from typing import Literal
 #: ``model.schedule``: the learning-rate schedules :func:`lr_multiplier` knows.
 Schedule = Literal["cosine", "wsd"]
 
-#: Name components that wrappers insert into parameter names: FSDP1, activation checkpointing, torch.compile.
-WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
-
-
-def unwrapped_parameter_name(name: str) -> str:
-    """``layers.0._checkpoint_wrapped_module.ffn.w_up.weight`` → ``layers.0.ffn.w_up.weight``."""
-    for prefix in WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
-
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
     """LR multiplier of optimizer step ``t`` (0-based) of ``S = total_steps``: linear warm-up to the peak
@@ -88,11 +78,9 @@ def lr_multiplier(
 
 
 __all__ = [
-    "WRAPPER_PREFIXES",
     "Schedule",
     "decay_start",
     "lr_multiplier",
-    "unwrapped_parameter_name",
     "warmup_cosine",
     "warmup_stable_decay",
 ]
