@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_ffn.errors import UserError
+from lit_ffn.experiments.runfiles import read_done
 from lit_ffn.experiments.runner import SETTLED, needs_work, outcome_message, pair_label, start_message
 from lit_ffn.experiments.study import Pair, Study
 from lit_ffn.experiments.worker import OUTCOME_PREFIX, die_with_parent
@@ -216,18 +217,22 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class _Clock:
-    """Wall times of the pairs this pool finished, by (rung, stage), for the ETA."""
+    """Wall times of runs by (rung, stage), for the ETA: those this pool finished (start to end of
+    the worker), else the ``wall_s`` of the fits that earlier commands finished from scratch (``DONE``)."""
 
     times: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    earlier: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
-    def add(self, pair: Pair, seconds: float) -> None:
-        self.times.setdefault((pair.rung, pair.stage), []).append(seconds)
+    def add(self, pair: Pair, seconds: float, earlier: bool = False) -> None:
+        (self.earlier if earlier else self.times).setdefault((pair.rung, pair.stage), []).append(seconds)
 
     def estimate(self, pair: Pair) -> float | None:
-        same = self.times.get((pair.rung, pair.stage))
-        every = [t for ts in self.times.values() for t in ts]
-        chosen = same or every
-        return sum(chosen) / len(chosen) if chosen else None
+        key = (pair.rung, pair.stage)
+        for source in (self.times, self.earlier):
+            chosen = source.get(key) or [t for ts in source.values() for t in ts]
+            if chosen:
+                return sum(chosen) / len(chosen)
+        return None
 
 
 # ================================================================== the pool
@@ -289,6 +294,10 @@ def run_pool(
     if outcomes:
         echo(f"{len(outcomes)} of {len(pairs)} runs already done: skipped")
     free, running, clock = list(plan.slots), {}, _Clock()
+    for pair in outcomes:
+        record = read_done(study.run_dir(pair)) or {}
+        if isinstance(record.get("wall_s"), (int, float)) and not record.get("resumed"):
+            clock.add(pair, float(record["wall_s"]), earlier=True)
     stopped: list[int] = []
 
     def stop(signum: int, frame: Any) -> None:

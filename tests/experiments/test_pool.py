@@ -209,6 +209,7 @@ def test_pool_survives_sigterm_and_sigkill_and_equals_the_sequential_study(
     assert process.wait(timeout=600) == 0, log.read_text()
     text = log.read_text()
     assert f"{len(done_second)} of 4 runs already done: skipped" in text
+    assert "ETA after the first run ends" not in text  # estimated at once from the earlier runs' DONE records
     assert re.findall(r"^progress: .*$", text, re.M)[-1].startswith("progress: 4 done, 0 running, 0 left"), text
 
     # nothing lost: every run done, each with the sequential study's numbers, bit for bit
