@@ -243,6 +243,7 @@ class _Job:
     process: subprocess.Popen
     start: float
     log: Any  # the open log file (closed when the worker ends)
+    offset: int  # the log's size when the worker started: its outcome line is after it
 
 
 class Interrupted(Exception):
@@ -259,10 +260,13 @@ def worker_command(study: Study, pair: Pair, clean_checkpoints: bool, in_process
     return command + (["--in-process"] if in_process else []) + (["--clean-checkpoints"] if clean_checkpoints else [])
 
 
-def _worker_outcome(log_path: Path, code: int) -> str:
-    """The outcome the worker wrote as its last line (its exit code when it wrote none: killed)."""
+def _worker_outcome(log_path: Path, offset: int, code: int) -> str:
+    """The outcome the worker wrote as its last line (its exit code when it wrote none: killed).
+    Only what this worker wrote counts (the log from ``offset`` on: earlier attempts' lines are above)."""
     try:
-        lines = log_path.read_text(errors="replace").splitlines()
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            lines = log.read().decode(errors="replace").splitlines()
     except OSError:
         lines = []
     for line in reversed(lines[-50:]):
@@ -271,17 +275,22 @@ def _worker_outcome(log_path: Path, code: int) -> str:
     return f"failed: worker exit code {code}"
 
 
+def _print_now(line: str) -> None:
+    print(line, flush=True)  # progress lines reach a log file as they happen, not when a buffer fills
+
+
 def run_pool(
     study: Study,
     plan: PoolPlan,
     pairs: Sequence[Pair] | None = None,
     clean_checkpoints: bool = False,
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] | None = None,
     poll_s: float = 0.2,
 ) -> dict[Pair, str]:
     """Run the study's pairs (all by default) on the plan's slots; returns each pair's outcome
     (those of :func:`~lit_ffn.experiments.runner.run_pair`).  Raises :class:`Interrupted` after a
     SIGTERM/SIGINT, once every worker has ended."""
+    echo = echo or _print_now
     study.save()
     pairs = list(study.pairs() if pairs is None else pairs)
     number = {pair: i for i, pair in enumerate(pairs, 1)}
@@ -298,12 +307,11 @@ def run_pool(
         record = read_done(study.run_dir(pair)) or {}
         if isinstance(record.get("wall_s"), (int, float)) and not record.get("resumed"):
             clock.add(pair, float(record["wall_s"]), earlier=True)
-    stopped: list[int] = []
+    stopped: list[int] = []  # the signals received (the handler only records and passes on: no printing)
+    announced = False
 
     def stop(signum: int, frame: Any) -> None:
         if not stopped:
-            echo(f"lit_ffn ablate: {signal.Signals(signum).name}: stopping the {len(running)} running runs "
-                 "(each saves last.ckpt at the end of its optimizer step)")  # fmt: skip
             for job in running.values():
                 if job.process.poll() is None:
                     job.process.send_signal(signal.SIGTERM)
@@ -337,6 +345,7 @@ def run_pool(
                 log_path = study.log_path(pair)
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 log = open(log_path, "a")  # closed when the worker ends
+                offset = log.tell()
                 process = subprocess.Popen(
                     worker_command(study, pair, clean_checkpoints, plan.processes_per_run == 1),
                     stdout=log,
@@ -344,7 +353,7 @@ def run_pool(
                     env={**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"},
                     preexec_fn=die_with_parent,  # noqa: PLW1509 - the pool has no threads of its own
                 )
-                running[slot.index] = _Job(pair, slot, process, time.time(), log)
+                running[slot.index] = _Job(pair, slot, process, time.time(), log, offset)
                 if stopped:  # the signal came while it was being started
                     process.send_signal(signal.SIGTERM)
                 echo(f"{label}: {starting} [worker {slot.index}: {slot.label}]")
@@ -352,6 +361,10 @@ def run_pool(
             if not running:
                 break  # all done, or only confirmation runs whose tuning failed are left, or stopped
             time.sleep(poll_s)
+            if stopped and not announced:
+                announced = True
+                echo(f"lit_ffn ablate: {signal.Signals(stopped[0]).name}: stopping the {len(running)} running "
+                     "runs (each saves last.ckpt at the end of its optimizer step)")  # fmt: skip
             for index, job in list(running.items()):
                 code = job.process.poll()
                 if code is None:
@@ -361,7 +374,7 @@ def run_pool(
                 free.append(job.slot)
                 free.sort(key=lambda s: s.index)
                 seconds = time.time() - job.start
-                outcome = _worker_outcome(study.log_path(job.pair), code)
+                outcome = _worker_outcome(study.log_path(job.pair), job.offset, code)
                 outcomes[job.pair] = outcome
                 if outcome in ("done", "diverged"):
                     clock.add(job.pair, seconds)

@@ -315,3 +315,48 @@ def test_a_pair_held_by_another_process_is_not_touched(tmp_path: Path) -> None:
 def test_slurm_scripts_leave_the_local_pool_out() -> None:
     argv = ["--config", "b.yaml", "--workers", "4", "--devices-per-run=2", "--slurm-array", "job.sh", "--seeds", "0"]
     assert ablate._ablate_argv_without_mode(argv) == ["--config", "b.yaml", "--seeds", "0"]
+
+
+#: A stand-in worker (no training): writes the pair's DONE with a loss and the outcome line; the run
+#: given a gate file waits until that file exists.
+FAKE_WORKER = """
+import json, os, sys, time
+run_dir, gate, loss = sys.argv[1], sys.argv[2], float(sys.argv[3])
+end = time.time() + 300
+while gate and not os.path.exists(gate) and time.time() < end:
+    time.sleep(0.05)
+os.makedirs(run_dir, exist_ok=True)
+with open(os.path.join(run_dir, "DONE"), "w") as f:
+    json.dump({"final_val_loss": loss, "diverged": False}, f)
+print("lit_ffn ablate worker: outcome: " + ("done" if not gate or os.path.exists(gate) else "failed: gate"))
+"""
+
+
+def test_a_confirmation_run_waits_for_its_tuning_while_later_runs_start(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Tuned study, 2 workers: b's confirmation run starts while a's tuning still runs (a's last tuning
+    run is held until b's confirmation is done), and a's confirmation starts once a's tuning is done."""
+    from lit_ffn.experiments import pool
+
+    study = Study(
+        out=tmp_path / "s", configs=["base.yaml"], variants={"a": "a.yaml", "b": "b.yaml"}, seeds=[0],
+        tune={"model.lr": ["1e-3", "3e-3"]}, tune_seeds=[100],
+    )  # fmt: skip
+    b_confirmed = study.run_dir(Pair("b", 0)) / DONE
+    losses = {"model.lr=1e-3": 2.0, "model.lr=3e-3": 1.0}
+
+    def fake(study_: Study, pair: Pair, clean: bool, in_process: bool = True) -> list[str]:
+        held = pair == Pair("a", 100, "", "model.lr=3e-3")
+        loss = str(losses.get(pair.point, 1.5))
+        return [sys.executable, "-c", FAKE_WORKER, str(study_.run_dir(pair)), str(b_confirmed) if held else "", loss]
+
+    monkeypatch.setattr(pool, "worker_command", fake)
+    outcomes = pool.run_pool(study, plan_slots(2, "cpu", 1, cores=2), poll_s=0.05)
+    assert set(outcomes.values()) == {"done"} and len(outcomes) == 6
+    lines = capsys.readouterr().out.splitlines()
+    b_start = next(i for i, line in enumerate(lines) if line.startswith("[6/6] b seed 0 (confirmation): starting at"))
+    a_tuned = next(
+        i for i, line in enumerate(lines) if line.startswith("[3/6] a seed 100 model.lr=3e-3 (tuning): done")
+    )
+    a_start = next(i for i, line in enumerate(lines) if line.startswith("[5/6] a seed 0 (confirmation): starting at"))
+    assert b_start < a_tuned < a_start
+    assert "starting at model.lr=3e-3" in lines[a_start]  # the chosen point: the lower loss
