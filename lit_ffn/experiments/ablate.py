@@ -13,8 +13,9 @@ directories, fit commands, ``DIR/study.json``), running :mod:`lit_ffn.experiment
 (one subprocess per pair, resumable: rerunning the same command after a crash, a Ctrl-C or a
 preempted SLURM task finishes the study without redoing work, and a finished study's rerun only
 rewrites the report), or N at a time with ``--workers N`` (:mod:`lit_ffn.experiments.pool`: each
-in its own process, on its own GPUs or share of the CPU cores), the report :mod:`lit_ffn.experiments.report`.  This module parses the
-arguments and writes ``--print-commands`` / ``--slurm-array`` output.
+in its own process, on its own GPUs or share of the CPU cores), the report
+:mod:`lit_ffn.experiments.report`.  This module parses the arguments and writes
+``--print-commands`` / ``--slurm-array`` output.
 
 Tuned studies run the tuning stage first (``--tune-seeds``, default 100 101); a confirmation run
 starts once its variant's tuning runs (at its rung) are all done, at the chosen point.  A run whose
@@ -295,7 +296,8 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
         configs = check_configs(study)
         if args.workers is not None and args.task is not None:
             raise UserError("--task I runs one pair (a SLURM array task); --workers N is for running the study here")
-        plan = pool_plan(args, configs) if args.workers is not None and not args.print_commands else None
+        local = args.workers is not None and not (args.print_commands or args.slurm_array)
+        plan = pool_plan(args, configs) if local else None  # the pool's mistakes: one line now, nothing run
         if study.eval_tasks:  # unknown tasks and a missing lm-eval fail now, not after the first run
             from lit_ffn.inference.evaluate import require_lm_eval, task_manager
 

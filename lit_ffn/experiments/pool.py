@@ -1,8 +1,9 @@
 """``lit_ffn ablate --workers N``: run N pairs of a study at once on this machine, each in its own process.
 
 Slots.  The pool has N slots; each runs one pair at a time in a worker process
-(:mod:`lit_ffn.experiments.worker`: the sequential runner's :func:`~lit_ffn.experiments.runner.run_pair`,
-with the fit in a child process), and each slot owns a fixed share of the machine (:func:`plan_slots`):
+(:mod:`lit_ffn.experiments.worker`: the sequential runner's :func:`~lit_ffn.experiments.runner.run_pair`;
+a run of one process fits inside the worker, a run of several in a child ``lit_ffn fit``), and each slot
+owns a fixed share of the machine (:func:`plan_slots`):
 
 * runs on GPUs (``trainer.accelerator`` gpu/cuda, or auto with a GPU visible): slot ``i`` sees GPUs
   ``i·K … i·K + K − 1`` of the visible ones through ``CUDA_VISIBLE_DEVICES`` (``K = --devices-per-run``,
