@@ -360,3 +360,31 @@ def test_a_confirmation_run_waits_for_its_tuning_while_later_runs_start(tmp_path
     a_start = next(i for i, line in enumerate(lines) if line.startswith("[5/6] a seed 0 (confirmation): starting at"))
     assert b_start < a_tuned < a_start
     assert "starting at model.lr=3e-3" in lines[a_start]  # the chosen point: the lower loss
+
+
+def test_the_report_reads_runs_in_progress(tmp_path: Path) -> None:
+    """`--report` while a pool runs: a run whose config.yaml is half-written and whose events file ends
+    in a partial record is listed as started, not finished; the done runs are reported."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from tests.experiments.test_ablate import write_run
+
+    base = tmp_path / "base.yaml"
+    base.write_text("model:\n  dim: 32\n")
+    study = Study(out=tmp_path / "s", configs=[str(base)], variants={"swiglu": "configs/ffn/swiglu.yaml",
+                  "relu": "configs/ffn/relu.yaml"}, seeds=[0, 1])  # fmt: skip
+    study.save()
+    for pair in (Pair("swiglu", 0), Pair("relu", 0), Pair("swiglu", 1)):
+        write_run(study, pair, [(10, 4.0 + 0.1 * (pair.variant == "relu") + 0.01 * pair.seed)])
+    running = study.run_dir(Pair("relu", 1))
+    running.mkdir(parents=True)
+    (running / "config.yaml").write_text("trainer:\n  max_steps: 10\nmodel:\n  ffn: {class_path: lit_ffn.ffn.Re")
+    writer = SummaryWriter(str(running))
+    for step in range(5):
+        writer.add_scalar("train/loss", 6.0 - step, step)
+    writer.close()
+    events = next(running.glob("events.out.tfevents.*"))
+    events.write_bytes(events.read_bytes()[:-5])
+    assert ablate.main(["--report", str(study.out)]) == 0
+    md = (study.out / "results.md").read_text()
+    assert "relu seed 1: started, not finished" in md and "swiglu" in md
