@@ -25,24 +25,14 @@ import hashlib
 from typing import Any
 
 from lit_ffn.errors import UserError
-
-#: Name parts that wrappers insert (FSDP1, activation checkpointing, ``torch.compile`` of a whole module);
-#: :func:`unwrapped_name` removes them so that a tensor keeps one name, wrapped or not.
-WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
-
-
-def unwrapped_name(name: str) -> str:
-    """``layers.0._checkpoint_wrapped_module.ffn.up_proj.weight`` → ``layers.0.ffn.up_proj.weight``."""
-    for prefix in WRAPPER_PREFIXES:
-        name = name.replace(prefix, "")
-    return name
+from lit_ffn.parameter_names import unwrapped_parameter_name  # a tensor keeps one name, wrapped or not
 
 
 def path_seed(init_seed: int, path: str) -> int:
     """The seed of the stream of tensor (or module) ``path`` under ``init_seed``: the first 63 bits of
     ``BLAKE2b("<init_seed>/<path>")``, little-endian.  A stable hash (Python's ``hash`` of a string
     changes from one interpreter to the next), so the same seed and name give the same stream everywhere."""
-    digest = hashlib.blake2b(f"{int(init_seed)}/{unwrapped_name(path)}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{int(init_seed)}/{unwrapped_parameter_name(path)}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
@@ -56,4 +46,4 @@ def check_seed(name: str, value: Any) -> None:
         )
 
 
-__all__ = ["WRAPPER_PREFIXES", "check_seed", "path_seed", "unwrapped_name"]
+__all__ = ["check_seed", "path_seed"]

@@ -177,7 +177,7 @@ class DownstreamEval(Callback):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         from lit_ffn.model import Decoder
-        from lit_ffn.training.optim import unwrapped_parameter_name
+        from lit_ffn.parameter_names import unwrapped_parameter_name
 
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         state = get_model_state_dict(model, options=options)  # every rank; only rank 0 receives it

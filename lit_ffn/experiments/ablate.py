@@ -7,13 +7,16 @@
     lit_ffn ablate … --tune model.lr=1e-4,3e-4,1e-3 --tune-seeds 100 101   # tune per variant, confirm on --seeds
     lit_ffn ablate … --ladder configs/ladder/cpu/*.yaml                    # every run at each rung; scaling fits
     lit_ffn ablate … --out PILOT --plan --target-mdd 0.02                  # seeds needed, from a pilot's runs
+    lit_ffn ablate … --workers 4 [--devices-per-run 2]                    # 4 runs at once on this machine
 
 The command line of a study: planning is :mod:`lit_ffn.experiments.study` (pairs, run
 directories, fit commands, ``DIR/study.json``), running :mod:`lit_ffn.experiments.runner`
 (one subprocess per pair, resumable: rerunning the same command after a crash, a Ctrl-C or a
 preempted SLURM task finishes the study without redoing work, and a finished study's rerun only
-rewrites the report), the report :mod:`lit_ffn.experiments.report`.  This module parses the
-arguments and writes ``--print-commands`` / ``--slurm-array`` output.
+rewrites the report), or N at a time with ``--workers N`` (:mod:`lit_ffn.experiments.pool`: each
+in its own process, on its own GPUs or share of the CPU cores), the report
+:mod:`lit_ffn.experiments.report`.  This module parses the arguments and writes
+``--print-commands`` / ``--slurm-array`` output.
 
 Tuned studies run the tuning stage first (``--tune-seeds``, default 100 101); a confirmation run
 starts once its variant's tuning runs (at its rung) are all done, at the chosen point.  A run whose
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from lit_ffn.errors import UserError
 from lit_ffn.experiments import tuning
+from lit_ffn.experiments.pool import Interrupted, PoolPlan, plan_slots, run_pool, run_resources
 from lit_ffn.experiments.report import write_report
 from lit_ffn.experiments.runner import (  # noqa: F401 - re-exported: the launchers and codes belong to the CLI too
     DIVERGED_EXIT_CODE,
@@ -239,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OPTION",
         help="extra #SBATCH line for --slurm-array, e.g. --sbatch=--gres=gpu:1 (repeatable)",
     )
+    # ---- the local pool (lit_ffn.experiments.pool)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run N pairs at once on this machine, each in its own process: on GPUs each run gets its own "
+        "(CUDA_VISIBLE_DEVICES), on CPU the cores are split (OMP_NUM_THREADS = cores // N); default: one at a time",
+    )
+    parser.add_argument(
+        "--devices-per-run",
+        type=int,
+        metavar="K",
+        help="with --workers on GPUs: GPUs per run (default: the runs' trainer.devices, else 1)",
+    )
     parser.add_argument(
         "--clean-checkpoints",
         action="store_true",
@@ -268,19 +286,27 @@ def _add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ablate_argv_without_mode(argv: Sequence[str]) -> list[str]:
-    """The user's ablate arguments minus ``--slurm-array FILE`` and ``--sbatch …`` (for the SLURM script)."""
+    """The user's ablate arguments minus ``--slurm-array FILE``, ``--sbatch …`` and the local pool's
+    ``--workers``/``--devices-per-run`` (for the SLURM script: each task runs one pair)."""
+    with_value = ("--slurm-array", "--sbatch", "--workers", "--devices-per-run")
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
             continue
-        if arg in ("--slurm-array", "--sbatch"):
+        if arg in with_value:
             skip = True
             continue
-        if arg.startswith(("--slurm-array=", "--sbatch=")):
+        if arg.startswith(tuple(f"{option}=" for option in with_value)):
             continue
         out.append(arg)
     return out
+
+
+def pool_plan(args: argparse.Namespace, configs: dict) -> PoolPlan:
+    """The local pool's slots for ``--workers``/``--devices-per-run`` and the runs' parsed configs."""
+    accelerator, devices = run_resources(list(configs.values()))
+    return plan_slots(args.workers, accelerator, devices, args.devices_per_run)
 
 
 def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) -> int:
@@ -323,7 +349,11 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             primary_test=args.primary_test,
             controls=args.control,
         )
-        check_configs(study)
+        configs = check_configs(study)
+        if args.workers is not None and args.task is not None:
+            raise UserError("--task I runs one pair (a SLURM array task); --workers N is for running the study here")
+        local = args.workers is not None and not (args.print_commands or args.slurm_array)
+        plan = pool_plan(args, configs) if local else None  # the pool's mistakes: one line now, nothing run
         if study.eval_tasks:  # unknown tasks and a missing lm-eval fail now, not after the first run
             from lit_ffn.inference.evaluate import require_lm_eval, task_manager
 
@@ -357,10 +387,16 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             outcomes = run_study(study, launch, [pairs[args.task]], args.clean_checkpoints)
             return 0 if all(o in SETTLED for o in outcomes.values()) else 1
         try:
-            outcomes = run_study(study, launch, pairs, args.clean_checkpoints)
+            if plan is not None:
+                outcomes = run_pool(study, plan, pairs, args.clean_checkpoints)
+            else:
+                outcomes = run_study(study, launch, pairs, args.clean_checkpoints)
         except KeyboardInterrupt:
             print("\nlit_ffn ablate: interrupted; rerun the same command to resume the study", file=sys.stderr)
             return 130
+        except Interrupted as stop:
+            print(f"lit_ffn ablate: {stop}; rerun the same command to resume the study", file=sys.stderr)
+            return 128 + stop.signum
         paths = write_report(study)
         print(f"wrote {', '.join(str(p) for p in paths.values())}")
         failed = [p.describe() for p, o in outcomes.items() if o not in (*SETTLED, "waiting")]

@@ -2,7 +2,14 @@
 
 Pairs run seed-major (every variant with the first seed, then the second seed, …: a study stopped
 early is still balanced), each in its own ``python -m lit_ffn.cli`` subprocess so that a crash ends
-only that run; its output goes to ``DIR/logs/<v>/seed_<s>.log``.
+only that run; its output goes to ``DIR/logs/<v>/seed_<s>.log``.  ``lit_ffn ablate --workers N``
+runs N pairs at once (:mod:`lit_ffn.experiments.pool`), each through :func:`run_pair` in a process of
+its own.
+
+One process at a time works on a pair: :func:`run_pair` holds an exclusive lock on
+``DIR/logs/<v>/seed_<s>.lock`` (``flock``; the kernel releases it when the process ends, even by
+SIGKILL) while it skips, resumes or starts the pair, so a pool, a SLURM task and a second
+``lit_ffn ablate`` on the same study never train one run twice at once.
 
 Resumable.  A pair that trained to ``trainer.max_steps`` is scored on the whole validation split
 (:mod:`lit_ffn.experiments.final_eval`) and gets a ``DONE`` record (:mod:`lit_ffn.experiments.runfiles`);
@@ -18,13 +25,14 @@ that survived.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import yaml
@@ -40,6 +48,16 @@ DIVERGED_EXIT_CODE = 3
 Launcher = Callable[[list[str], Path], int]
 
 
+def cli_command(args: list[str]) -> list[str]:
+    """The command line that runs ``lit_ffn ARGS`` with this Python."""
+    return [sys.executable, "-m", "lit_ffn.cli", *args]
+
+
+def log_header(args: list[str]) -> str:
+    """The line a launcher writes into the pair's log before each command."""
+    return f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} lit_ffn {shlex.join(args)}\n"
+
+
 def subprocess_launcher(args: list[str], log_path: Path) -> int:
     """Run ``python -m lit_ffn.cli ARGS`` in a child process, output appended to ``log_path``.
 
@@ -47,11 +65,9 @@ def subprocess_launcher(args: list[str], log_path: Path) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "a") as log:
-        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} lit_ffn {shlex.join(args)}\n")
+        log.write(log_header(args))
         log.flush()
-        return subprocess.run(
-            [sys.executable, "-m", "lit_ffn.cli", *args], stdout=log, stderr=subprocess.STDOUT, env=env, check=False
-        ).returncode
+        return subprocess.run(cli_command(args), stdout=log, stderr=subprocess.STDOUT, env=env, check=False).returncode
 
 
 def in_process_launcher(args: list[str], log_path: Path) -> int:
@@ -131,10 +147,58 @@ def _upgrade_done(study: Study, pair: Pair) -> None:
         _final_evaluation(run_dir)  # best effort: the report falls back to the logged val/loss
 
 
+def lock_path(study: Study, pair: Pair) -> Path:
+    """The lock file of a pair (beside its log: the run directory itself may be deleted and restarted)."""
+    return study.log_path(pair).with_suffix(".lock")
+
+
+@contextlib.contextmanager
+def pair_lock(study: Study, pair: Pair) -> Iterator[bool]:
+    """Hold the pair's exclusive lock for the block; yields False when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (one process per study there)
+        yield True
+        return
+    path = lock_path(study, pair)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_pair(study: Study, pair: Pair, launch: Launcher = subprocess_launcher, clean_checkpoints: bool = False) -> str:
-    """Bring one pair to DONE (skip, resume or start); returns its final state
-    (``"done"``, ``"diverged"``, ``"skipped"``, ``"waiting"`` (a confirmation run whose tuning is not
-    finished) or ``"failed: …"``)."""
+    """Bring one pair to DONE (skip, resume or start) under its lock (:func:`pair_lock`); returns its
+    final state (``"done"``, ``"diverged"``, ``"skipped"``, ``"waiting"`` (a confirmation run whose
+    tuning is not finished) or ``"failed: …"``, also when another process is working on it)."""
+    with pair_lock(study, pair) as mine:
+        if not mine:
+            return f"failed: another process is working on it now (it holds {lock_path(study, pair)})"
+        return _run_pair(study, pair, launch, clean_checkpoints)
+
+
+def needs_work(study: Study, pair: Pair, clean_checkpoints: bool = False) -> bool:
+    """Whether :func:`run_pair` would do anything for ``pair`` (False: it would only say "skipped")."""
+    if study.state(pair) != "done":
+        return True
+    run_dir = study.run_dir(pair)
+    diverged = bool((read_done(run_dir) or {}).get("diverged"))
+    has_checkpoint = (run_dir / "checkpoints" / "last.ckpt").exists()
+    if has_checkpoint and not diverged and read_final_eval(run_dir) is None:
+        return True  # _upgrade_done scores it
+    if not diverged and study.eval_args(pair) is not None:
+        return True  # evaluate_pair has tasks to score
+    return clean_checkpoints and has_checkpoint
+
+
+def _run_pair(study: Study, pair: Pair, launch: Launcher, clean_checkpoints: bool) -> str:
     state = study.state(pair)
     if state == "done":
         _upgrade_done(study, pair)
@@ -222,35 +286,51 @@ def run_study(
     pairs = list(study.pairs() if pairs is None else pairs)
     outcomes: dict[Pair, str] = {}
     for i, pair in enumerate(pairs, 1):
-        stage = " (tuning)" if pair.stage == "tune" else " (confirmation)" if study.tune else ""
-        label = f"[{i}/{len(pairs)}] {pair.describe()}{stage}"
-        state = study.state(pair)
-        if state in ("new", "resume"):
-            what = "resuming" if state == "resume" else "starting"
-            if pair.stage == "confirm" and study.tune and state == "new":
-                try:
-                    what += f" at {study.choice(pair.variant, pair.rung).label}"
-                except UserError:  # every tuning run diverged: run_pair reports it
-                    pass
-            echo(f"{label}: {what} (log: {study.log_path(pair)})")
+        label = pair_label(study, pair, i, len(pairs))
+        starting = start_message(study, pair)
+        if starting:
+            echo(f"{label}: {starting}")
         start = time.time()
         outcomes[pair] = outcome = run_pair(study, pair, launch, clean_checkpoints)
-        if outcome == "skipped":
-            echo(f"{label}: already done, skipped")
-        elif outcome == "done":
-            echo(f"{label}: done in {time.time() - start:.0f} s")
-        elif outcome == "diverged":
-            echo(
-                f"{label}: diverged (non-finite loss) after {time.time() - start:.0f} s: an outcome, counted as +inf "
-                "(not retried)"
-            )
-        elif outcome == "waiting":
-            done, total = study.tuning_progress(pair.variant, pair.rung)
-            echo(f"{label}: waits for {pair.variant}'s tuning runs ({done} of {total} done); not started")
-        else:
-            echo(f"{label}: FAILED ({outcome[len('failed: ') :]}); last lines of {study.log_path(pair)}:")
-            echo(_tail(study.log_path(pair)))
+        echo(outcome_message(study, pair, label, outcome, time.time() - start))
     return outcomes
+
+
+def pair_label(study: Study, pair: Pair, i: int, n: int) -> str:
+    """``[i/n] swiglu seed 0 (tuning)``: how the runner's lines name a pair."""
+    stage = " (tuning)" if pair.stage == "tune" else " (confirmation)" if study.tune else ""
+    return f"[{i}/{n}] {pair.describe()}{stage}"
+
+
+def start_message(study: Study, pair: Pair) -> str | None:
+    """``starting`` / ``resuming`` (… ``at`` the chosen tuning point) with the log path; None when the
+    pair will not be trained (done or waiting)."""
+    state = study.state(pair)
+    if state not in ("new", "resume"):
+        return None
+    what = "resuming" if state == "resume" else "starting"
+    if pair.stage == "confirm" and study.tune and state == "new":
+        try:
+            what += f" at {study.choice(pair.variant, pair.rung).label}"
+        except UserError:  # every tuning run diverged: run_pair reports it
+            pass
+    return f"{what} (log: {study.log_path(pair)})"
+
+
+def outcome_message(study: Study, pair: Pair, label: str, outcome: str, seconds: float) -> str:
+    """The line that reports a pair's outcome (a failure: with the last lines of its log)."""
+    if outcome == "skipped":
+        return f"{label}: already done, skipped"
+    if outcome == "done":
+        return f"{label}: done in {seconds:.0f} s"
+    if outcome == "diverged":
+        return f"{label}: diverged (non-finite loss) after {seconds:.0f} s: an outcome, counted as +inf (not retried)"
+    if outcome == "waiting":
+        done, total = study.tuning_progress(pair.variant, pair.rung)
+        return f"{label}: waits for {pair.variant}'s tuning runs ({done} of {total} done); not started"
+    return f"{label}: FAILED ({outcome.removeprefix('failed: ')}); last lines of {study.log_path(pair)}:\n" + _tail(
+        study.log_path(pair)
+    )
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -266,9 +346,16 @@ __all__ = [
     "DIVERGED_EXIT_CODE",
     "SETTLED",
     "Launcher",
+    "cli_command",
     "evaluate_pair",
     "in_process_launcher",
+    "log_header",
+    "needs_work",
+    "outcome_message",
+    "pair_label",
+    "pair_lock",
     "run_pair",
     "run_study",
+    "start_message",
     "subprocess_launcher",
 ]

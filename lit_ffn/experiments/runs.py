@@ -122,6 +122,16 @@ class RunResult:
         return "the last logged val/loss"
 
 
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """A run's ``config.yaml`` ({} while absent, or half-written as Lightning writes it at the start of a
+    fit: a report made while ``lit_ffn ablate --workers`` runs must not stop on a run in progress)."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def read_run(study: Study, pair: Pair) -> RunResult:
     run_dir = study.run_dir(pair)
     if not run_dir.exists():
@@ -129,7 +139,7 @@ def read_run(study: Study, pair: Pair) -> RunResult:
     record = read_done(run_dir)
     status = "incomplete" if record is None else "done"
     final_eval = read_final_eval(run_dir)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").exists() else {}
+    config = _read_config(run_dir)
     try:
         scalars = read_scalars(run_dir)
     except UserError:  # no events file yet

@@ -12,7 +12,7 @@ What ``--ckpt`` may name:
 The model is rebuilt from the ``model`` section the checkpoint itself stores (LightningCLI saves the
 run's parsed ``model`` config as the module's hyper-parameters, so it is what produced these weights),
 or from the run's ``config.yaml`` for a checkpoint without one, through the same
-:func:`~lit_ffn.training.config.build_module` as ``lit_ffn fit`` — so every built-in FFN and any
+:func:`~lit_ffn.model_config.build_decoder` as ``lit_ffn fit`` — so every built-in FFN and any
 user class importable by its class path works.  The weights are loaded strictly: a missing or extra
 tensor is an error, never a partly random model.
 
@@ -36,7 +36,11 @@ import yaml
 from lit_ffn.data.format import DatasetError, read_meta, tokenizer_spec
 from lit_ffn.data.tokenizer import HFTokenizer, Tokenizer, load_tokenizer
 from lit_ffn.errors import UserError, first_line
+from lit_ffn.ffn.registry import factory_name
 from lit_ffn.model import Decoder
+from lit_ffn.model_config import build_decoder as fresh_decoder
+from lit_ffn.model_config import model_kwargs
+from lit_ffn.parameter_names import unwrapped_parameter_name
 
 CONFIG_FILE = "config.yaml"
 #: ``model`` hyper-parameters every lit_ffn checkpoint has (LitDecoder's shape arguments).
@@ -219,8 +223,6 @@ def model_section(contents: dict[str, Any], located: Located) -> dict[str, Any]:
 def decoder_state_dict(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
     """LitDecoder's ``model.*`` tensors renamed to the Decoder's own names, wrapper prefixes removed
     (``_checkpoint_wrapped_module.``, ``_orig_mod.``, ``_fsdp_wrapped_module.``)."""
-    from lit_ffn.training.optim import unwrapped_parameter_name
-
     return {
         unwrapped_parameter_name(name).removeprefix("model."): tensor
         for name, tensor in state_dict.items()
@@ -228,12 +230,22 @@ def decoder_state_dict(state_dict: dict[str, Any]) -> dict[str, torch.Tensor]:
     }
 
 
+def _ffn_name(model: dict[str, Any]) -> str:
+    """The FFN class a ``model`` section names (for messages)."""
+    try:
+        return factory_name(model_kwargs(model, Decoder).get("ffn"))
+    except UserError:
+        return "unknown FFN"
+
+
 def build_decoder(model: dict[str, Any], state_dict: dict[str, Any], checkpoint: Path) -> Decoder:
     """The decoder of ``model`` (a saved ``model`` section) holding ``state_dict``'s weights, strictly."""
-    from lit_ffn.training.config import build_module
-
-    module = build_module(model)
-    decoder: Decoder = module.model
+    try:
+        decoder = fresh_decoder(model)
+    except (ValueError, TypeError) as err:  # the decoder's or the FFN's own check of the recorded shape
+        raise UserError(
+            f"the model recorded with {checkpoint} cannot be built ({_ffn_name(model)}): {first_line(err)}"
+        ) from None
     weights = decoder_state_dict(state_dict)
     expected = decoder.state_dict()
     missing = sorted(set(expected) - set(weights))
@@ -246,7 +258,7 @@ def build_decoder(model: dict[str, Any], state_dict: dict[str, Any], checkpoint:
             if names
         )
         raise UserError(
-            f"the weights in {checkpoint} do not fit the model its config describes ({module.ffn_name}): {detail}"
+            f"the weights in {checkpoint} do not fit the model its config describes ({_ffn_name(model)}): {detail}"
         )
     decoder.load_state_dict(weights, strict=True)
     return decoder.float().eval()

@@ -7,13 +7,13 @@ and build a module from the parsed ``model`` section with :func:`build_module`.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from lit_ffn.errors import UserError
-from lit_ffn.ffn.registry import BUILTINS, builtin_class_paths, factory, init_arg_names
+from lit_ffn.ffn.registry import BUILTINS, builtin_class_paths, init_arg_names
+from lit_ffn.model_config import model_kwargs
 
 
 def _ffn_message(detail: str) -> str:
@@ -95,17 +95,6 @@ class FitConfigParser:
             if message is None:
                 raise
             raise UserError(message) from None
-
-
-def model_kwargs(model: Any, cls: Any) -> dict[str, Any]:
-    """The init arguments of ``cls`` found in a parsed/saved ``model`` section, ``ffn`` as a factory."""
-    accepted = inspect.signature(cls).parameters
-    kwargs = {key: model[key] for key in accepted if key in model}
-    if "ffn" in kwargs:
-        kwargs["ffn"] = factory(kwargs["ffn"])
-    if "betas" in kwargs:
-        kwargs["betas"] = tuple(kwargs["betas"])
-    return kwargs
 
 
 def build_module(model: Any) -> Any:

@@ -17,12 +17,14 @@ from lit_ffn.ffn import SwiGLU
 from lit_ffn.ffn.registry import factory_name
 from lit_ffn.flops import flops_per_token
 from lit_ffn.loss_backends import LossImpl, check_loss_impl
-from lit_ffn.model import Decoder, FFNFactory
+from lit_ffn.model import FFNFactory
+from lit_ffn.model_config import build_decoder
+from lit_ffn.parameter_names import unwrapped_parameter_name
 from lit_ffn.seeds import check_seed
 from lit_ffn.training.batch_plan import epoch_remainder_warning
 from lit_ffn.training.checks import check_model_arguments, schedule_warning
 from lit_ffn.training.guards import NonFiniteGuard, NonFiniteMode
-from lit_ffn.training.optim import Schedule, lr_multiplier, unwrapped_parameter_name
+from lit_ffn.training.optim import Schedule, lr_multiplier
 from lit_ffn.training.schedule import DecayStartCheckpoint, realign_learning_rates
 
 #: The learning rate's tag prefix (LearningRateMonitor adds ``/decay`` and ``/no_decay``, the parameter groups).
@@ -108,9 +110,8 @@ class LitDecoder(L.LightningModule):
         check_seed("model.init_seed", init_seed)
         self.ffn_name = factory_name(ffn)
         self.ffn_factory = ffn
-        decoder_args = {key: hp[key] for key in inspect.signature(Decoder).parameters if key != "ffn"}
         try:
-            self.model = Decoder(ffn=ffn, **decoder_args)
+            self.model = build_decoder(hp)  # the same function inference rebuilds a trained decoder with
         except (ValueError, TypeError) as err:  # the decoder's own shape is checked above: this is the FFN's
             raise UserError(f"model.ffn ({self.ffn_name}): {first_line(err)}") from None
         self.hparams["init_seed"] = self.model.init_seed  # the seed used, in every checkpoint
@@ -264,7 +265,7 @@ class LitDecoder(L.LightningModule):
             if ndim is None:
                 raise RuntimeError(
                     f"parameter '{name}' of the wrapped model was not in the model as built: "
-                    "cannot tell whether it is a matrix (extend lit_ffn.training.optim.WRAPPER_PREFIXES)"
+                    "cannot tell whether it is a matrix (extend lit_ffn.parameter_names.WRAPPER_PREFIXES)"
                 )
             (decay if ndim >= 2 else no_decay).append(param)
         return [

@@ -16,11 +16,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-# Name components that wrappers insert into parameter names (FSDP1, activation checkpointing,
-# torch.compile): one list, which also keys each tensor's initial values by its name (lit_ffn.seeds).
-from lit_ffn.seeds import WRAPPER_PREFIXES
-from lit_ffn.seeds import unwrapped_name as unwrapped_parameter_name
-
 #: ``model.schedule``: the learning-rate schedules :func:`lr_multiplier` knows.
 Schedule = Literal["cosine", "wsd"]
 
@@ -83,11 +78,9 @@ def lr_multiplier(
 
 
 __all__ = [
-    "WRAPPER_PREFIXES",
     "Schedule",
     "decay_start",
     "lr_multiplier",
-    "unwrapped_parameter_name",
     "warmup_cosine",
     "warmup_stable_decay",
 ]

@@ -19,8 +19,8 @@ from lit_ffn.distributed import apply_activation_checkpointing
 from lit_ffn.ffn import DynamicGEGLU, SwiGLU
 from lit_ffn.flops import flops_per_token
 from lit_ffn.model import Decoder
+from lit_ffn.parameter_names import unwrapped_parameter_name
 from lit_ffn.training.module import LitDecoder
-from lit_ffn.training.optim import unwrapped_parameter_name
 from tests.conftest import tiny_fit_args
 
 SMALL = {"vocab_size": 64, "dim": 16, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1, "head_dim": 8}

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SUPERSEDED by `lit_ffn ablate … --workers 2` (docs/experiments.md, section 3): kept only as the record of
+# how the runs of docs/results/cpu_ffn_study.md were made. Do not use it for new studies.
 # Issue 23 part 6, second attempt: the CPU study on the rebuilt ladder (configs/ladder/cpu/, 1,024-token BPE).
 # Study A: lr tuned per variant at rung d048l2 (grid 1.5e-3 ... 2.4e-2; tuning seeds 100 101), confirmed on
 #          seeds 0-4 at each variant's chosen lr.
