@@ -36,6 +36,7 @@ CLIP = 0.5  # trainer.gradient_clip_val of the scaleout runs
 NAN_STEP = int(NAN_AT.split(":")[1])  # the skipped step of the scaleout runs (NaN loss on one rank)
 #: chunked vs cce_torch_compile over the scaleout runs' steps: both exact in fp32, summed in other orders
 LOSS_BACKEND_REL = 1e-5
+FIT_STEPS = 6  # the single-process fits of the non-finite guard tests below (within the first epoch)
 
 
 def tiny_decoder() -> Decoder:
@@ -231,9 +232,11 @@ def test_fsdp2_tied_head_trains_the_same_with_cce_torch_compile(
 def test_gradient_clipping_by_norm(scaleout_runs, strategy: str) -> None:  # noqa: F811
     records = [r for r in read_records(scaleout_runs(strategy).reference_records, 0) if r["step"] != NAN_STEP]
     assert len(records) == STEPS - 1
-    for r in records:
-        assert r["pre_clip_norm"] > CLIP  # every step needed clipping (lr 1e-2, tiny model)…
-        assert r["post_clip_norm"] == pytest.approx(CLIP, rel=1e-5)  # …and got it, over all shards
+    clipped = [r for r in records if r["pre_clip_norm"] > CLIP]
+    assert len(clipped) >= len(records) // 2  # most steps needed clipping (lr 1e-2, tiny model)…
+    for r in records:  # …and got it, over all shards; the others were left as they were
+        expected = CLIP if r["pre_clip_norm"] > CLIP else r["pre_clip_norm"]
+        assert r["post_clip_norm"] == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.scaleout
@@ -368,7 +371,7 @@ def test_nonfinite_loss_skip_leaves_weights_and_optimizer_untouched(
         "--model.nonfinite=skip",
         "--trainer.callbacks+=tests.scaleout_helpers.StepRecorder",
         f"--trainer.callbacks.out_dir={tmp_path / 'records'}",
-        steps=6,
+        steps=FIT_STEPS,
     )
     cli = LitFFNCLI(args=args[1:], run=False)
     watch = _WatchStep(batch_idx=3)
@@ -377,8 +380,8 @@ def test_nonfinite_loss_skip_leaves_weights_and_optimizer_untouched(
 
     assert watch.before and watch.before.keys() == watch.after.keys()
     assert all(torch.equal(watch.before[k], watch.after[k]) for k in watch.before)  # the NaN step changed nothing
-    assert watch.adam_steps == {STEPS - 1}  # AdamW stepped on the 5 good batches only
-    assert cli.trainer.global_step == STEPS and cli.model.nonfinite_guard.skipped == 1
+    assert watch.adam_steps == {FIT_STEPS - 1}  # AdamW stepped on the 5 good batches only
+    assert cli.trainer.global_step == FIT_STEPS and cli.model.nonfinite_guard.skipped == 1
     run_dir = tmp_path / "runs" / "tiny" / "SwiGLU" / "seed_0"
     events = EventAccumulator(str(run_dir))
     events.Reload()
@@ -405,7 +408,9 @@ class _NaNGradientAt(L.Callback):
 def test_nonfinite_gradient_with_finite_loss_is_skipped(tmp_path: Path, tiny_dataset: Path) -> None:
     from lit_ffn.training.lightning_cli import LitFFNCLI
 
-    args = tiny_fit_args(tiny_dataset, tmp_path, "--model.nonfinite=skip", "--trainer.gradient_clip_val=1.0", steps=6)
+    args = tiny_fit_args(
+        tiny_dataset, tmp_path, "--model.nonfinite=skip", "--trainer.gradient_clip_val=1.0", steps=FIT_STEPS
+    )
     cli = LitFFNCLI(args=args[1:], run=False)
     watch = _WatchStep(batch_idx=3)
     cli.trainer.callbacks += [_NaNGradientAt(batch_idx=3), watch]
@@ -413,7 +418,7 @@ def test_nonfinite_gradient_with_finite_loss_is_skipped(tmp_path: Path, tiny_dat
 
     assert all(torch.equal(watch.before[k], watch.after[k]) for k in watch.before)  # clipping spread nothing
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
-    assert watch.adam_steps == {STEPS - 1} and cli.model.nonfinite_guard.skipped == 1
+    assert watch.adam_steps == {FIT_STEPS - 1} and cli.model.nonfinite_guard.skipped == 1
 
 
 def test_nonfinite_gradient_with_finite_loss_stops_the_run(tmp_path: Path, tiny_dataset: Path) -> None:
