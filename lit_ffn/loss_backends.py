@@ -51,6 +51,7 @@ import torch
 
 from lit_ffn import loss as chunked_loss
 from lit_ffn.errors import UserError
+from lit_ffn.flops import precision_dtype
 from lit_ffn.loss import IGNORE_INDEX
 
 LossImpl = Literal["auto", "chunked", "cce", "cce_torch_compile", "liger"]
@@ -83,14 +84,7 @@ LIBRARY_BACKENDS: dict[str, Backend] = {
 
 def matmul_dtype(precision: str) -> torch.dtype:
     """The dtype the head's matmul runs in under a Lightning ``trainer.precision`` string."""
-    text = str(precision)
-    if text.startswith("bf16"):
-        return torch.bfloat16
-    if text.startswith("16"):
-        return torch.float16
-    if text.startswith("64"):
-        return torch.float64
-    return torch.float32
+    return precision_dtype(precision)
 
 
 def resolve(impl: str, device_type: str, chunk_size: int | None = 1024) -> str:

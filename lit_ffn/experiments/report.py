@@ -38,6 +38,7 @@ from lit_ffn.experiments.runs import (  # noqa: F401 - read_run, tokens_per_seco
 )
 from lit_ffn.experiments.study import Pair, Study
 from lit_ffn.experiments.verdicts import Comparison
+from lit_ffn.experiments.verdicts import _signed as _fmt_signed  # one rule for signed cells
 
 # ================================================================== the report
 #: TensorBoard keeps scalars in float32: per-seed differences that agree to ~8 float32 ulps are "no spread".
@@ -163,14 +164,6 @@ def build_rows(
             )
         )
     return rows
-
-
-def _fmt_signed(x: float, decimals: int) -> str:
-    if math.isnan(x):
-        return "—"
-    if math.isinf(x):
-        return "+∞" if x > 0 else "−∞"
-    return f"{x:+.{decimals}f}"
 
 
 def _decimals_of(rows: list[VariantRow]) -> int:
