@@ -277,6 +277,46 @@ def test_existing_dataset_is_kept_without_overwrite_and_replaced_with_it(tmp_pat
     assert leftovers(out) == []
 
 
+def test_a_dataset_with_its_own_bpe_is_kept_without_overwrite_and_two_builders_both_succeed(tmp_path, monkeypatch):
+    """A BPE dataset holds tokenizer.json beside meta.json/train/val: it is a dataset (OutputExistsError,
+    which a second concurrent quickstart builder reads as "built meanwhile"), not "not a lit_ffn dataset"."""
+    from lit_ffn.data.corpus import ensure_quickstart_dataset
+
+    texts = [f"document number {i} about feed-forward blocks and gates" for i in range(60)]
+    first = write_fineweb_parquet(tmp_path / "first.parquet", texts)
+    out = tmp_path / "ds"
+    meta = prepare_dataset(str(first), out, train_vocab_size=300, val_fraction=0.2)
+    assert (out / "tokenizer.json").is_file()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        prepare_dataset(str(first), out, train_vocab_size=300, val_fraction=0.2)
+    # the race of `lit_ffn ablate --workers 2` on a fresh checkout: both runs find no dataset and build one;
+    # the second to publish finds the first's. Simulated: this builder's first look finds nothing, then it
+    # builds (from the tiny corpus, for speed) and its publish finds the dataset already there.
+    import lit_ffn.data.corpus as corpus
+
+    looks = []
+
+    def read_meta_missing_at_first(path):
+        looks.append(path)
+        if len(looks) == 1:
+            raise corpus.DatasetError("not there yet")
+        return read_meta(path)
+
+    real_check_output = corpus.check_output
+
+    def check_output_empty_at_first(path, overwrite):
+        if len(looks) > 1:
+            real_check_output(path, overwrite)
+
+    monkeypatch.setattr(corpus, "read_meta", read_meta_missing_at_first)
+    monkeypatch.setattr(corpus, "check_output", check_output_empty_at_first)
+    monkeypatch.setattr(
+        corpus, "write_quickstart_parquet", lambda path, tok: len(write_fineweb_parquet(path, texts) and texts)
+    )
+    assert ensure_quickstart_dataset(out, train_vocab_size=300) == meta
+    assert len(looks) == 2 and leftovers(out) == []
+
+
 def test_an_empty_output_directory_is_used(tmp_path):
     path, _ = many_docs_parquet(tmp_path / "in.parquet", n=50)
     (tmp_path / "ds").mkdir()

@@ -12,10 +12,11 @@ import socket
 from pathlib import Path
 
 from lit_ffn.data.format import SPLITS
+from lit_ffn.data.prepare.bpe import TOKENIZER_FILE
 from lit_ffn.data.prepare.errors import OutputExistsError, PrepareError
 from lit_ffn.data.prepare.workers import pause_point
 
-_DATASET_ENTRIES = {"meta.json", *SPLITS}
+_DATASET_ENTRIES = {"meta.json", TOKENIZER_FILE, *SPLITS}  # TOKENIZER_FILE: a dataset with its own BPE
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.lit_ffn-prepare-(?P<host>[^-]+)-(?P<pid>\d+)-[0-9a-f]+$")
 
 
