@@ -6,9 +6,11 @@ convention, so they pass to litdata unchanged: for ``s3://`` they are keyword ar
 ``boto3.client("s3", …)`` (``endpoint_url``, ``region_name``, ``aws_access_key_id``, …); for ``gs://``
 those of ``google.cloud.storage.Client``.  Everything the standard environment says
 (``AWS_ENDPOINT_URL``, ``AWS_PROFILE``, ``AWS_REGION``, ``~/.aws/config``, ``GOOGLE_APPLICATION_CREDENTIALS``)
-is found by boto3 / google-auth themselves and needs no option.  :func:`fsspec_options` spells the
-same options for s3fs (which lit_ffn uses for ``meta.json`` and for writing a dataset): s3fs passes
-``client_kwargs`` to the same botocore ``create_client``.
+is found by boto3 / google-auth themselves and needs no option (``STORAGE_EMULATOR_HOST`` too: gcsfs and
+``google.cloud.storage`` both honour it).  :func:`fsspec_options` spells the same options for the fsspec
+file system (which lit_ffn uses for ``meta.json`` and for writing a dataset): s3fs passes
+``client_kwargs`` to the same botocore ``create_client``; gcsfs has its own names for the few ``Client``
+arguments it has at all (:func:`gcsfs_options`).
 
 **Timeouts.**  An endpoint that does not answer must fail, not hang: litdata's S3 client retries
 1,000 times ("adaptive"), so lit_ffn gives boto3 and s3fs a connect timeout of
@@ -60,10 +62,16 @@ def litdata_options(url: str, storage_options: dict[str, Any] | None) -> dict[st
     return options or None
 
 
+def is_gcs(url: str) -> bool:
+    return str(url).startswith(("gs://", "gcs://"))
+
+
 def fsspec_options(url: str, storage_options: dict[str, Any] | None) -> dict[str, Any]:
     """The same options for the fsspec file system of ``url`` (s3fs: boto3 client kwargs go to
-    ``client_kwargs``; a botocore ``config`` becomes s3fs's ``config_kwargs``)."""
+    ``client_kwargs``; a botocore ``config`` becomes s3fs's ``config_kwargs``; gcsfs: :func:`gcsfs_options`)."""
     options = dict(storage_options or {})
+    if is_gcs(url):
+        return gcsfs_options(options)
     if not is_s3(url):
         return options
     config = options.pop("config", None)
@@ -73,6 +81,32 @@ def fsspec_options(url: str, storage_options: dict[str, Any] | None) -> dict[str
         else dict(vars(config).get("_user_provided_options", {}))
     )
     return {"client_kwargs": options, "config_kwargs": config_kwargs, "skip_instance_cache": True}
+
+
+def gcsfs_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``google.cloud.storage.Client`` keyword arguments (litdata's ``gs://`` options) as gcsfs spells them.
+
+    ``client_options["api_endpoint"]`` is gcsfs's ``endpoint_url``; ``credentials`` (a google-auth object)
+    its ``token``; ``use_auth_w_custom_endpoint=False`` (anonymous requests to a custom endpoint, e.g. an
+    emulator) its ``token="anon"``; ``project`` is the same.  gcsfs silently ignores keywords it does not
+    know, so without this an endpoint named in ``client_options`` would reach litdata but not ``meta.json``.
+    Other keywords pass unchanged.  A fresh instance each time, as for s3fs (no listing cached across calls).
+    """
+    options = dict(options)
+    client_options = options.pop("client_options", None)
+    endpoint = (
+        client_options.get("api_endpoint")
+        if isinstance(client_options, dict)
+        else getattr(client_options, "api_endpoint", None)
+    )
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    credentials = options.pop("credentials", None)
+    if credentials is not None:
+        options["token"] = credentials
+    if options.pop("use_auth_w_custom_endpoint", True) is False:
+        options.setdefault("token", "anon")
+    return {**options, "skip_instance_cache": True}
 
 
 def limit_retries(fs: Any) -> Any:
