@@ -104,11 +104,12 @@ def emulator_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, tmp_path: Path)
         "NO_GCE_CHECK": "true",
     }.items():
         monkeypatch.setenv(name, value)
-    import fsspec.registry
     import gcsfs
+    from fsspec.registry import _registry
 
     if gcsfs.GCSFileSystem is not gcsfs.core.GCSFileSystem:  # gcsfs was imported before the variable was set
-        monkeypatch.setitem(fsspec.registry._registry, "gs", gcsfs.core.GCSFileSystem)
+        for protocol in gcsfs.core.GCSFileSystem.protocol:  # "gs", "gcs"
+            monkeypatch.setitem(_registry, protocol, gcsfs.core.GCSFileSystem)
 
 
 def stop_prefetch_threads() -> None:
