@@ -4,7 +4,8 @@
 
 A 5-point lr grid 1e-3 … 1.6e-2 (×2 steps), the true optimum at 3e-3 (x = log2(lr / 3e-3)), three true
 loss curves, three noise profiles, 2 or 3 tuning seeds, a shared per-seed effect of SD 0.03; each cell
-is :func:`lit_ffn.experiments.tuning.simulate_regret` (mean of L(chosen) − min L, nats).
+is :func:`lit_ffn.experiments.tuning.simulate_choice`: "regret / noise", the mean of L(chosen) − min L (nats)
+and the mean true seed-noise SD at the chosen point (what the confirmation runs face).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 import numpy as np
 
-from lit_ffn.experiments.tuning import RULES, simulate_regret
+from lit_ffn.experiments.tuning import RULES, simulate_choice
 
 
 def main(reps: int = 2000) -> None:
@@ -32,8 +33,12 @@ def main(reps: int = 2000) -> None:
     for truth_name, truth in truths.items():
         for noise_name, noise in noises.items():
             for n in (2, 3):
-                regret = [simulate_regret(truth, noise, n, r, shared_sd=0.03, reps=reps, seed=1) for r in RULES]
-                print(f"| {truth_name} | {noise_name} | {n} | " + " | ".join(f"{v:.4f}" for v in regret) + " |")
+                cells = [simulate_choice(truth, noise, n, r, shared_sd=0.03, reps=reps, seed=1) for r in RULES]
+                print(
+                    f"| {truth_name} | {noise_name} | {n} | "
+                    + " | ".join(f"{r:.4f} / {s:.3f}" for r, s in cells)
+                    + " |"
+                )
 
 
 if __name__ == "__main__":

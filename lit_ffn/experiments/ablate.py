@@ -196,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"how each variant's grid point is chosen from its tuning runs: mean (lowest mean loss), upper "
         "(lowest mean + t_{n-1,0.8}·SE: a point whose seeds disagree is penalised), fit (lowest value of a "
-        f"parabola fitted through the means; one numeric key); default {tuning.DEFAULT_RULE} "
+        "parabola fitted through the means; one numeric key), quiet (the quieter of the two lowest means when "
+        "the runner-up is within noise of the best: less seed noise for the confirmation); default "
+        f"{tuning.DEFAULT_RULE} "
         "(lit_ffn.experiments.tuning; the simulation behind the default: docs/experiments.md)",
     )
     parser.add_argument(

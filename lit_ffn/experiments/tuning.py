@@ -25,8 +25,18 @@ whose mean is low by luck:
   point's mean informs every choice).  Needs one numeric key; with fewer than 4 finite points or a
   fit that is not convex (c ≤ 0) it falls back to ``mean``.
 
+* ``quiet``: the quieter of the two best points when they are within noise — with p_m the point of lowest
+  mean, p_r the runner-up (the next-lowest mean) and d_t = L(p_r, t) − L(p_m, t) over the tuning seeds,
+  p_r is *within noise* of p_m unless d̄ > t_{n−1, 0.975}·sd(d)/√n (the paired t-test of the gap rejects
+  at 5 %); then the one of the two with the smaller seed-to-seed SD s_p wins, else p_m.  Only the
+  runner-up may replace the best mean: with 2–3 tuning seeds "within noise" is wide (t_{1, 0.975} = 12.7),
+  and the quietest point of a whole grid is its most under-trained one.  It trades a little expected loss
+  for a confirmation that faces less seed noise: the paired SD, and so the seeds a study needs, grow with
+  the noise at the chosen point (docs/results/cpu_noise.md).  Needs n ≥ 2.
+
 Which rule picks the better point depends on the loss curve and the noise; :func:`simulate_regret`
-measures it against a known truth (docs/experiments.md has the table and why ``mean`` stays the default).
+measures it against a known truth, :func:`simulate_choice` also the noise at the chosen point
+(docs/experiments.md has the table and why ``mean`` stays the default).
 
 A choice at the smallest or largest value of a numeric key is flagged: the optimum may lie
 outside the grid.  The confirmation runs then use fresh seeds (``--seeds``, disjoint from
@@ -114,7 +124,7 @@ def log_scale(values: Sequence[str]) -> bool:
 
 
 #: The rules of the choice (module docstring); ``mean`` is the default.
-RULES = ("mean", "upper", "fit")
+RULES = ("mean", "upper", "fit", "quiet")
 DEFAULT_RULE = "mean"
 #: The one-sided level of ``upper``'s bound: t_{n−1, UPPER_QUANTILE}.
 UPPER_QUANTILE = 0.8
@@ -148,8 +158,8 @@ def check_rule(rule: str, grid: Mapping[str, Sequence[str]], n_seeds: int) -> st
     """``rule`` if it can choose on this grid with ``n_seeds`` tuning seeds; one line otherwise."""
     if rule not in RULES:
         raise UserError(f"--tune-rule {rule}: unknown; use one of {', '.join(RULES)}")
-    if rule == "upper" and n_seeds < 2:
-        raise UserError("--tune-rule upper needs at least 2 tuning seeds (it scores each point's seed-to-seed SD)")
+    if rule in ("upper", "quiet") and n_seeds < 2:
+        raise UserError(f"--tune-rule {rule} needs at least 2 tuning seeds (it scores each point's seed-to-seed SD)")
     if rule == "fit" and (len(grid) != 1 or any(as_number(v) is None for v in next(iter(grid.values())))):
         raise UserError("--tune-rule fit needs a grid over one numeric key (e.g. --tune model.lr=1e-3,2e-3,4e-3,8e-3)")
     return rule
@@ -170,6 +180,37 @@ def upper_score(losses: Sequence[float]) -> float:
     n = len(losses)
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in losses) / (n - 1))  # statistics.stdev: exact but slow
     return mean + _t_quantile(UPPER_QUANTILE, n - 1) * sd / math.sqrt(n)
+
+
+def _sd(losses: Sequence[float]) -> float:
+    """Seed-to-seed SD (ddof 1) of finite losses; nan below 2."""
+    if len(losses) < 2:
+        return math.nan
+    mean = math.fsum(losses) / len(losses)
+    return math.sqrt(math.fsum((x - mean) ** 2 for x in losses) / (len(losses) - 1))
+
+
+def within_noise(losses: Sequence[float], best: Sequence[float]) -> bool:
+    """True unless a point's tuning losses are worse than the best point's by more than the paired t-test of
+    the gap allows: d̄ > t_{n−1, 0.975}·sd(d)/√n over the seeds (positions) where both are finite."""
+    d = [a - b for a, b in zip(losses, best) if math.isfinite(a) and math.isfinite(b)]
+    if len(d) < 2 or len(d) < min(len(losses), len(best)):  # a diverged seed, or too few pairs: not eligible
+        return False
+    gap, sd = math.fsum(d) / len(d), _sd(d)
+    return gap <= _t_quantile(0.975, len(d) - 1) * sd / math.sqrt(len(d))
+
+
+def quiet_point(
+    finite: Sequence[Point], losses: Mapping[Point, Sequence[float]], means: Mapping[Point, float]
+) -> Point:
+    """``quiet``'s choice (module docstring) among the points of finite mean (grid order breaks ties)."""
+    ranked = sorted(finite, key=lambda p: means[p])  # stable: equal means keep grid order
+    best = ranked[0]
+    if len(ranked) < 2:
+        return best
+    runner = ranked[1]
+    quieter = _sd(losses[runner]) < _sd(losses[best])
+    return runner if quieter and within_noise(losses[runner], losses[best]) else best
 
 
 def fitted_means(grid: Mapping[str, Sequence[str]], means: Mapping[Point, float]) -> dict[Point, float] | None:
@@ -212,6 +253,12 @@ def choose(
         fitted = fitted_means(grid, means)
         scores, used = (means, "fit (fell back to mean: < 4 finite points or no convex fit)") if fitted is None else (
             fitted, rule)  # fmt: skip
+    elif rule == "quiet":
+        if any(len(losses.get(p, ())) < 2 for p in finite):
+            used = "quiet (fell back to mean: fewer than 2 tuning runs at a point)"
+        else:
+            best = quiet_point(finite, losses, means)
+            return Choice(best, means[best], means, edge_flags(grid, best), rule)
     elif rule != "mean":
         raise UserError(f"--tune-rule {rule}: unknown; use one of {', '.join(RULES)}")
     best = min(finite, key=lambda p: scores[p])  # min keeps the first of equal scores: grid order
@@ -228,10 +275,25 @@ def simulate_regret(
     reps: int = 2000,
     seed: int = 0,
 ) -> float:
-    """Mean regret ``E[L(p̂)] − min_p L(p)`` of ``rule`` on a one-key grid with true losses ``truth`` (one
-    per grid value, ``values``: default ``1e-3·2^i``, a log-spaced lr grid), when tuning seed t at point p
-    observes ``L(p) + u_t + e_{t,p}``: ``u_t ~ N(0, shared_sd²)`` shared by every point (a seed's own
-    luck), ``e_{t,p} ~ N(0, noise_sd[p]²)``; ``reps`` simulated tunings of ``n_seeds`` seeds."""
+    """Mean regret ``E[L(p̂)] − min_p L(p)`` of ``rule`` (:func:`simulate_choice`'s first value)."""
+    return simulate_choice(truth, noise_sd, n_seeds, rule, values, shared_sd, reps, seed)[0]
+
+
+def simulate_choice(
+    truth: Sequence[float],
+    noise_sd: Sequence[float],
+    n_seeds: int,
+    rule: str,
+    values: Sequence[str] | None = None,
+    shared_sd: float = 0.0,
+    reps: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """``(mean regret E[L(p̂)] − min_p L(p), mean noise_sd[p̂])`` of ``rule`` on a one-key grid with true
+    losses ``truth`` (one per grid value, ``values``: default ``1e-3·2^i``, a log-spaced lr grid), when
+    tuning seed t at point p observes ``L(p) + u_t + e_{t,p}``: ``u_t ~ N(0, shared_sd²)`` shared by every
+    point (a seed's own luck), ``e_{t,p} ~ N(0, noise_sd[p]²)``; ``reps`` simulated tunings of ``n_seeds``
+    seeds.  The second value is the seed noise the confirmation runs will face at the chosen point."""
     import numpy as np
 
     truth = np.asarray(truth, dtype=np.float64)
@@ -241,11 +303,13 @@ def simulate_regret(
     rng = np.random.default_rng(seed)
     observed = (truth + shared_sd * rng.standard_normal((reps, n_seeds, 1))
                 + np.asarray(noise_sd) * rng.standard_normal((reps, n_seeds, truth.size)))  # fmt: skip
-    regret = 0.0
+    noise = np.asarray(noise_sd, dtype=np.float64) * np.ones(truth.size)
+    regret = chosen_noise = 0.0
     for sample in observed:
-        choice = choose(grid, {p: list(sample[:, i]) for i, p in enumerate(points)}, rule)
-        regret += truth[points.index(choice.point)] - truth.min()
-    return regret / reps
+        chosen = points.index(choose(grid, {p: list(sample[:, i]) for i, p in enumerate(points)}, rule).point)
+        regret += truth[chosen] - truth.min()
+        chosen_noise += noise[chosen]
+    return regret / reps, chosen_noise / reps
 
 
 @dataclass(frozen=True)
@@ -350,6 +414,9 @@ __all__ = [
     "point_label",
     "point_overrides",
     "profile",
+    "quiet_point",
+    "simulate_choice",
     "simulate_regret",
     "upper_score",
+    "within_noise",
 ]

@@ -333,6 +333,19 @@ def test_each_rule_chooses_as_defined() -> None:
     fitted = tuning.fitted_means(grid, dict(zip(pts, means, strict=True)))
     assert list(fitted.values()) == pytest.approx(list(c0 + c1 * x + c2 * x**2))
     assert tuning.choose(grid, losses, "fit").point == pts[int(np.argmin(c0 + c1 * x + c2 * x**2))]
+    # quiet: the runner-up (4e-3, mean 4.165) is within noise of the best mean (8e-3: d = +0.16, −0.13; the
+    # paired gap 0.015 is far inside t_{1,0.975}·se) and quieter (SD 0.007 vs 0.21): it wins
+    quiet = tuning.choose(grid, losses, "quiet")
+    assert quiet.label == f"{LR}=4e-3" and quiet.rule == "quiet"
+    # ... not when the runner-up is clearly worse on every seed (paired gap 0.10 ± 0.005: outside the bound)
+    clear = {**losses, pts[3]: [4.06, 4.065]}
+    assert tuning.choose(grid, clear, "quiet").label == f"{LR}=8e-3"
+    # ... nor when the best mean is the quieter one; and never a point beyond the runner-up, however quiet
+    quiet_best = {**losses, pts[3]: [4.10, 4.105], pts[0]: [4.30, 4.30]}
+    assert tuning.choose(grid, quiet_best, "quiet").label == f"{LR}=8e-3"
+    assert tuning.within_noise([4.16, 4.17], [4.00, 4.30]) and not tuning.within_noise([4.16, 4.17], [4.06, 4.065])
+    with pytest.raises(UserError, match="--tune-rule quiet needs at least 2 tuning seeds"):
+        tuning.check_rule("quiet", grid, 1)
     # a diverged point is never chosen; with < 4 finite points fit falls back to the mean rule, and says so
     losses[pts[3]] = [math.inf, 4.0]
     assert tuning.choose(grid, losses, "upper").label == f"{LR}=4e-3"
@@ -365,6 +378,17 @@ def test_the_rules_regret_against_a_known_truth() -> None:
     assert fit < upper < mean and mean > 0.01
     assert regret(parabola, [0.02] * 5, "upper") > regret(parabola, [0.02] * 5, "mean")
     assert regret(kinked, [0.02] * 5, "fit") > 2 * regret(kinked, [0.02] * 5, "mean")
+
+    # quiet (3 tuning seeds): where the noise grows towards high lr its confirmation faces the least noise of
+    # all rules (it leaves a lucky noisy point for its quieter neighbour); where the noise is flat it gains no
+    # quiet and pays in loss (it sometimes takes the runner-up on a chance SD): its cost, why not the default
+    def choice(noise, rule):
+        return tuning.simulate_choice(parabola, noise, 3, rule, shared_sd=0.03, reps=400, seed=0)
+
+    noise_at = {r: choice(noisy_high, r)[1] for r in ("mean", "upper", "quiet")}
+    assert noise_at["quiet"] < noise_at["upper"] < noise_at["mean"] and noise_at["quiet"] < 0.85 * noise_at["mean"]
+    (r_mean, n_mean), (r_quiet, n_quiet) = choice([0.02] * 5, "mean"), choice([0.02] * 5, "quiet")
+    assert n_quiet == pytest.approx(n_mean) and r_quiet > 1.2 * r_mean
     # no noise: every rule finds the best grid point (regret 0)
     assert all(tuning.simulate_regret(parabola, [0.0] * 5, 2, r, reps=5) == 0 for r in tuning.RULES)
 

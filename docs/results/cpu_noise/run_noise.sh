@@ -4,11 +4,11 @@
 # init only (data.seed held at 0). Variants: swiglu (baseline), geglu (same shapes: only the activation differs),
 # relu (2-matrix FFN at its matched width), and the small-effect control (SwiGLU at 3/4 width).
 # Each rung at one lr (given as RUNG:LR), cosine to 0.1 x lr, no averaging: the levers are measured separately
-# (run_levers.sh). Usage: run_noise.sh OUT RUNG:LR [RUNG:LR ...]   (rerun to resume: lit_ffn ablate skips finished runs)
+# (run_levers.sh). Usage: [VARIANTS='swiglu geglu'] run_noise.sh OUT RUNG:LR [RUNG:LR ...]   (rerun to resume: lit_ffn ablate skips finished runs)
 set -euo pipefail
 OUT=${1:?usage: run_noise.sh OUT RUNG:LR ...}; shift
 cd "$(dirname "$0")/../../.."
-V=(swiglu geglu relu configs/controls/swiglu_three_quarter.yaml)
+V=(${VARIANTS:-swiglu geglu relu configs/controls/swiglu_three_quarter.yaml})
 for arg in "$@"; do
   rung=${arg%%:*} lr=${arg#*:}
   for cond in both data_only init_only; do
