@@ -14,7 +14,7 @@ the mean and SD over seeds, and per comparison with the baseline (paired by seed
     se_ev  the evaluation-sampling SE of Δ: SD over validation blocks of the per-block difference / √blocks,
            averaged over seeds (noise a larger validation set would remove; not part of s_d's seed noise)
 
-and writes the same rows to ``OUT/noise.csv``.
+and writes the same rows to ``OUT/noise.csv``, every run's final loss (and seeds, lr) to ``OUT/runs.csv``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from lit_ffn.experiments.planner import exact_mdd, seeds_needed
 
@@ -39,9 +40,8 @@ def runs(study: Path) -> dict[str, dict[int, dict]]:
     return out
 
 
-def rows(study: Path, base: str = "swiglu") -> list[dict]:
+def rows(study: Path, label: str, base: str = "swiglu") -> list[dict]:
     data = runs(study)
-    label = "/".join(study.parts[-2:])
     result = []
     for variant, by_seed in data.items():
         x = np.array([by_seed[s]["loss"] for s in sorted(by_seed)])
@@ -76,7 +76,33 @@ def rows(study: Path, base: str = "swiglu") -> list[dict]:
 def main(argv: list[str]) -> None:
     out = Path(argv[0])
     studies = [Path(p) for p in argv[1:]] or sorted(p.parent for p in out.glob("*/*/study.json"))
-    table = [row for study in studies for row in rows(study)]
+    labels = {study: str(study.resolve().relative_to(out.resolve())) for study in studies}
+    table = [row for study in studies for row in rows(study, labels[study])]
+    with open(out / "runs.csv", "w", newline="") as f:  # every run's final loss: the table recomputes from it
+        writer = csv.writer(f)
+        writer.writerow(
+            ["study", "variant", "seed", "init_seed", "data_seed", "lr", "loss", "averaged", "loss_current"]
+        )
+        for study in studies:
+            for variant, by_seed in runs(study).items():
+                for seed, final in sorted(by_seed.items()):
+                    config = yaml.safe_load(
+                        (study / "runs").glob(f"*/{variant}/seed_{seed}/config.yaml").__next__().read_text()
+                    )
+                    model, data = config["model"], config["data"]
+                    writer.writerow(
+                        [
+                            labels[study],
+                            variant,
+                            seed,
+                            model.get("init_seed"),
+                            data.get("seed"),
+                            model["lr"],
+                            final["loss"],
+                            final.get("averaged", False),
+                            final.get("loss_current", ""),
+                        ]
+                    )
     fields = ["study", "variant", "seeds", "mean", "sd", "delta", "s_d", "rho", "mdd5", "n_002", "se_eval"]
     with open(out / "noise.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fields)
