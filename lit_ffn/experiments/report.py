@@ -271,9 +271,10 @@ def _explanation(rows: list[VariantRow], baseline: str, primary_test: str) -> li
         "",
         (
             "- **n** finished seeds per variant; **mean ± std** over seeds (sample std, ddof 1). A seed fixes the "
-            "data order and the initial weights: variants whose FFNs draw the same number of random initial values "
-            "(e.g. SwiGLU, GEGLU, ReLU, DynamicGEGLU at matched width) start from identical non-FFN weights, a "
-            "narrower FFN shares those drawn before its first FFN; runs with one seed are matched pairs."
+            "data order and the initial weights (`model.init_seed`, `data.seed`; lit_ffn.seeds): every tensor is "
+            "drawn from a stream of its own name, so every non-FFN weight is identical across variants whatever "
+            "the FFN's class or width, and FFNs with the same parameter names and shapes (SwiGLU, GEGLU, "
+            "DynamicGEGLU) start identically; runs with one seed are matched pairs."
         ),
         f"- **Δ, CI, p**: the primary test, {test}. A CI excludes 0 exactly when its p < 0.05.",
         (
