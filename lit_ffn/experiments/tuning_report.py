@@ -24,6 +24,8 @@ RULE_WORDS = {
     "mean": "the lowest mean final validation loss",
     "upper": "the lowest mean + t_{n−1,0.8}·SE of the final validation loss (`--tune-rule upper`)",
     "fit": "the lowest value of a parabola fitted through the mean final validation losses (`--tune-rule fit`)",
+    "quiet": "the lowest mean final validation loss, or the runner-up when it is within noise of it (paired t of "
+    "the gap at 5%) and its seeds disagree less (`--tune-rule quiet`)",
 }
 
 

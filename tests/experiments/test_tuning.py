@@ -393,6 +393,12 @@ def test_the_rules_regret_against_a_known_truth() -> None:
     assert all(tuning.simulate_regret(parabola, [0.0] * 5, 2, r, reps=5) == 0 for r in tuning.RULES)
 
 
+def test_every_rule_has_its_words_in_the_report() -> None:
+    from lit_ffn.experiments.tuning_report import RULE_WORDS
+
+    assert set(RULE_WORDS) == set(tuning.RULES)  # a rule without words crashed a finished study's report
+
+
 def test_a_study_keeps_its_rule(tmp_path: Path) -> None:
     base = tmp_path / "base.yaml"
     base.write_text("model:\n  dim: 32\n")
