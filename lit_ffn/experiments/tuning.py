@@ -53,6 +53,7 @@ import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from lit_ffn.errors import UserError
 
@@ -265,18 +266,9 @@ def choose(
     return Choice(best, means[best], means, edge_flags(grid, best), used)
 
 
-def simulate_regret(
-    truth: Sequence[float],
-    noise_sd: Sequence[float],
-    n_seeds: int,
-    rule: str,
-    values: Sequence[str] | None = None,
-    shared_sd: float = 0.0,
-    reps: int = 2000,
-    seed: int = 0,
-) -> float:
-    """Mean regret ``E[L(p̂)] − min_p L(p)`` of ``rule`` (:func:`simulate_choice`'s first value)."""
-    return simulate_choice(truth, noise_sd, n_seeds, rule, values, shared_sd, reps, seed)[0]
+def simulate_regret(*args: Any, **kwargs: Any) -> float:
+    """Mean regret ``E[L(p̂)] − min_p L(p)``: :func:`simulate_choice`'s first value (same arguments)."""
+    return simulate_choice(*args, **kwargs)[0]
 
 
 def simulate_choice(
