@@ -41,15 +41,23 @@ def start_moto(log: Path, **env: str) -> tuple[subprocess.Popen, str]:
                 env={**os.environ, **env},
             )
         endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                return proc, endpoint
-            except OSError:
-                time.sleep(0.2)
+        if answers(proc, f"{endpoint}/moto-api/", timeout=60, interval=0.2):
+            return proc, endpoint
         stop(proc)
     raise RuntimeError(f"moto server did not start; see {log}")
+
+
+def answers(proc: subprocess.Popen, url: str, timeout: float, interval: float) -> bool:
+    """Whether a test server started as ``proc`` answers ``url`` (any HTTP reply) before it exits or ``timeout``
+    seconds pass; the moto, GCS-emulator and MLflow fixtures wait on it."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return True
+        except OSError:
+            time.sleep(interval)
+    return False
 
 
 def stop(proc: subprocess.Popen) -> None:

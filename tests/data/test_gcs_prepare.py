@@ -23,8 +23,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from lit_ffn.data.format import read_meta
 from lit_ffn.data.prepare import OutputExistsError, PrepareError, inspect_dataset, prepare_dataset
 from lit_ffn.data.prepare.cli import main as prepare_main
 from tests.conftest import tiny_corpus, tiny_fit_args, write_fineweb_parquet
-from tests.data.s3_helpers import free_port, stop
+from tests.data.s3_helpers import answers, free_port, stop
 from tests.scaleout_helpers import read_records
 
 pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator (the dev extra) runs the local GCS API")
@@ -59,13 +57,8 @@ def start_emulator(log: Path) -> tuple[subprocess.Popen, str]:
                 stderr=subprocess.STDOUT,
             )
         endpoint = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"{endpoint}/", timeout=2).close()  # the emulator's health check
-                return proc, endpoint
-            except OSError:
-                time.sleep(0.1)
+        if answers(proc, f"{endpoint}/", timeout=60, interval=0.1):  # the emulator's health check
+            return proc, endpoint
         stop(proc)
     raise RuntimeError(f"gcp-storage-emulator did not start; see {log}")
 

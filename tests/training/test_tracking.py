@@ -9,8 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 from lit_ffn.cli import main
 from tests.conftest import tiny_fit_args
-from tests.data.s3_helpers import free_port, stop
+from tests.data.s3_helpers import answers, free_port, stop
 
 RUN = Path("runs") / "tiny" / "SwiGLU" / "seed_0"  # relative: the tests run in tmp_path
 GATES = ("--trainer.callbacks+=lit_ffn.callbacks.GateStatistics", "--trainer.callbacks.every_n_steps=1",
@@ -49,13 +47,9 @@ def started_mlflow_server(root: Path) -> tuple[subprocess.Popen, str]:
     )  # fmt: skip
     log.close()
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240  # database migrations and imports: slow on a busy 2-core machine
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2).close()
-            return proc, uri
-        except OSError:
-            time.sleep(0.5)
+    # database migrations and imports: slow on a busy 2-core machine
+    if answers(proc, f"{uri}/health", timeout=240, interval=0.5):
+        return proc, uri
     stop(proc)
     raise RuntimeError(f"mlflow server did not start; see {root / 'mlflow.log'}")
 
