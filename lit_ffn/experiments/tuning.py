@@ -345,6 +345,16 @@ class Margin:
         """The margin is within t_{0.975, n−1}·se (or there is no SE to tell)."""
         return not (self.margin > self.threshold)
 
+    @property
+    def verdict(self) -> str:
+        """ "clear" / "uncertain" for a chosen point of lowest mean; for a rule that chose another point
+        (``quiet``'s quieter runner-up, ``upper``, ``fit``) the margin is negative — the runner-up is then the
+        lowest mean, and −margin the mean loss given up — and the words say whether that gap is within noise."""
+        if self.margin < 0:
+            beyond = math.isfinite(self.threshold) and -self.margin > self.threshold
+            return "not the lowest mean (" + ("worse beyond noise" if beyond else "within noise of it") + ")"
+        return "uncertain" if self.uncertain else "clear"
+
     def describe(self) -> str:
         se = "" if math.isnan(self.se) else f" ± {self.se:.3f}"
         return f"margin {self.margin:.3f}{se} over {self.runner_up}"

@@ -2,7 +2,8 @@
 ``tuning.png`` / ``tuning.csv`` (:mod:`lit_ffn.experiments.tuning` makes the choice).
 
     tuning.csv   rung, variant, point, one column per tuned key, n, mean, std, losses, chosen, edge; on the
-                 chosen row its runner-up, margin, paired SE, t_{0.975,n−1}·SE, p and "clear"/"uncertain"
+                 chosen row its runner-up, margin, paired SE, t_{0.975,n−1}·SE, p and "clear"/"uncertain" (or, for a
+                 choice other than the lowest mean, "not the lowest mean (…)": Margin.verdict)
     tuning.png   final validation loss against each tuned value per variant (the other keys at the
                  variant's chosen values), log axis for values spanning ≥ 10×; the chosen point starred
 """
@@ -146,6 +147,13 @@ class TuningReport:
                 "margin has p ≥ 0.05). The margin is **biased upward by the selection** — the chosen point is the "
                 "lowest of several noisy means and the runner-up the next — so it overstates how clearly the point "
                 "wins; the confirmation runs below do not reuse these seeds."
+                + (
+                    " A negative margin: the rule chose a point other than the lowest mean (the quieter runner-up "
+                    "within noise of it, for `quiet`), the runner-up column names the lowest mean, and −margin is "
+                    "the mean tuning loss given up for the choice."
+                    if any(won is not None and won.margin < 0 for won in margins.values())
+                    else ""
+                )
             ),
             "",
             "| variant | chosen | runner-up | margin ± SE | t₀.₉₇₅,ₙ₋₁ · SE | p | choice |",
@@ -161,9 +169,8 @@ class TuningReport:
             from lit_ffn.experiments.stats import format_p
 
             p = "—" if math.isnan(won.p) else format_p(won.p)
-            verdict = "uncertain" if won.uncertain else "clear"
             lines.append(
-                f"| {variant} | {chosen} | `{won.runner_up}` | {won.margin:.3f}{se} | {threshold} | {p} | {verdict} |"
+                f"| {variant} | {chosen} | `{won.runner_up}` | {won.margin:.3f}{se} | {threshold} | {p} | {won.verdict} |"
             )
         return lines
 
@@ -211,7 +218,7 @@ class TuningReport:
                         "margin_se": nan(won.se) if chosen and won else "",
                         "margin_t_se": nan(won.threshold) if chosen and won else "",
                         "margin_p": nan(won.p) if chosen and won else "",
-                        "choice": ("uncertain" if won.uncertain else "clear") if chosen and won else "",
+                        "choice": won.verdict if chosen and won else "",
                     }
                 )
         return rows

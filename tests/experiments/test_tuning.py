@@ -313,6 +313,31 @@ def test_the_tuning_section_says_how_clearly_each_point_won_and_that_the_margin_
     assert chosen["choice"] == "uncertain" and float(chosen["margin_p"]) == pytest.approx(0.144, abs=1e-3)  # float32
 
 
+def test_a_quiet_choice_is_reported_as_not_the_lowest_mean_with_the_loss_given_up(tmp_path: Path) -> None:
+    """`--tune-rule quiet` may choose the runner-up: its margin over the lowest mean is negative, and the
+    table must say so instead of "uncertain"/"clear" (which read as how clearly the point won)."""
+    repo = Path(__file__).resolve().parents[2] / "configs" / "ffn"
+    study = Study(tmp_path / "s", ["base.yaml"], {"swiglu": str(repo / "swiglu.yaml")}, [0], experiment="x",
+                  tune={LR: ["1e-3", "3e-3", "1e-2"]}, tune_seeds=[5, 6, 7], tune_rule="quiet")  # fmt: skip
+    study.save()
+    # 1e-2: lowest mean (4.10) but noisy; 3e-3: mean 4.12, quiet, within noise of it (d = +0.12, −0.08, +0.02)
+    for lr, values in {"1e-3": [4.50, 4.50, 4.52], "3e-3": [4.12, 4.11, 4.13], "1e-2": [4.00, 4.19, 4.11]}.items():
+        for seed, value in zip((5, 6, 7), values):
+            write_run(study, Pair("swiglu", seed, point=f"{LR}={lr}"), [(9, value)])
+    write_run(study, Pair("swiglu", 0), [(9, 4.1)])
+    from lit_ffn.experiments import report
+
+    md = report.write_report(study)["md"].read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| swiglu | `model.lr=3e-3` |"))
+    assert "| `model.lr=1e-2` | -0.020 ± 0.058 |" in row and row.endswith(
+        "| not the lowest mean (within noise of it) |"
+    )
+    assert "−margin is the mean tuning loss given up" in md
+    rows = list(csv.DictReader((tmp_path / "s" / "tuning.csv").open()))
+    chosen = next(r for r in rows if r["chosen"] == "True")
+    assert chosen["choice"] == "not the lowest mean (within noise of it)" and chosen["runner_up"] == f"{LR}=1e-2"
+
+
 # ================================================================== the rule of the choice (issue 31)
 def test_each_rule_chooses_as_defined() -> None:
     grid = {LR: ["1e-3", "2e-3", "4e-3", "8e-3", "1.6e-2"]}
