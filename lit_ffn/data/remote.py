@@ -33,6 +33,7 @@ omits the flag, and fails (asking to remove this wrapper) the day upstream sets 
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -92,6 +93,7 @@ def gcsfs_options(options: dict[str, Any]) -> dict[str, Any]:
     know, so without this an endpoint named in ``client_options`` would reach litdata but not ``meta.json``.
     Other keywords pass unchanged.  A fresh instance each time, as for s3fs (no listing cached across calls).
     """
+    quiet_gcsfs_logger()
     options = dict(options)
     client_options = options.pop("client_options", None)
     endpoint = (
@@ -172,6 +174,8 @@ def remote_error(url: str, exc: BaseException) -> str | None:
     names = {type(e).__name__ for e in chain}
     text = " ".join(str(exc).split())
     bucket = str(url).split("://", 1)[1].split("/", 1)[0]
+    if is_gcs(url):
+        return _gcs_error(url, bucket, chain, names, text)
     if names & {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}:
         return (
             f"cannot reach the object store for {url} ({text}; gave up after {ATTEMPTS} attempts, connect timeout "
@@ -186,6 +190,52 @@ def remote_error(url: str, exc: BaseException) -> str | None:
     if "NoSuchBucket" in names or "bucket does not exist" in text:
         return f"bucket '{bucket}' of {url} does not exist (at this endpoint): check the URL, or create the bucket"
     return None
+
+
+#: gcsfs's upload (and bucket listing) paths: a 404 there is the bucket missing, not an object
+_GCS_BUCKET_PATH = re.compile(r"(?:/upload)?/storage/v1/b/([^/\s]+)/o\b")
+
+
+def _gcs_error(url: str, bucket: str, chain: list[BaseException], names: set[str], text: str) -> str | None:
+    """:func:`remote_error` for ``gs://``, from what gcsfs raises (``gcsfs/retry.py``, ``validate_response``
+    and ``retry_request``): aiohttp's ``ClientConnectorError`` (or ``ServerDisconnectedError``, a timeout)
+    once its 6 tries with backoff (≈ 30 s) are spent; ``OSError("Forbidden: …")`` for 403 and ``HttpError``
+    with code 401 for bad credentials; ``FileNotFoundError(path)`` for any 404, which is the bucket only
+    when the path is the bucket's object collection (an upload, a listing)."""
+    if names & {
+        "ClientConnectorError",
+        "ClientConnectionError",
+        "ServerDisconnectedError",
+        "ServerTimeoutError",
+        "ClientOSError",
+        "ConnectionRefusedError",
+    }:
+        return (
+            f"cannot reach the object store for {url} ({text}): check STORAGE_EMULATOR_HOST (or the "
+            "client_options.api_endpoint storage option) and that the server is up"
+        )
+    codes = {getattr(e, "code", None) for e in chain}
+    if text.startswith("Forbidden") or codes & {401, 403}:
+        return (
+            f"access to {url} was denied ({text}): check the credentials (GOOGLE_APPLICATION_CREDENTIALS, "
+            "`gcloud auth application-default login`, or the credentials storage option) and the bucket's "
+            "permissions"
+        )
+    missing = next((e for e in chain if isinstance(e, FileNotFoundError)), None)
+    match = _GCS_BUCKET_PATH.search(str(missing)) if missing is not None else None
+    if match is not None and match.group(1) == bucket:
+        return f"bucket '{bucket}' of {url} does not exist (at this endpoint): check the URL, or create the bucket"
+    return None
+
+
+def quiet_gcsfs_logger() -> None:
+    """Keep gcsfs from printing a traceback of its own before the error it raises (``retry_request`` logs
+    every give-up with ``logger.exception``; with no handler configured, Python's last-resort handler
+    prints it to stderr): the raised error, turned into one line by :func:`remote_error`, says it all.
+    A ``NullHandler`` on the ``gcsfs`` logger only; a user who configures logging still sees it."""
+    log = logging.getLogger("gcsfs")
+    if not any(isinstance(handler, logging.NullHandler) for handler in log.handlers):
+        log.addHandler(logging.NullHandler())
 
 
 #: obstore's failed GET (litdata's chunk downloads) and botocore's refused connection, as their messages say them

@@ -222,6 +222,22 @@ def test_an_existing_dataset_needs_overwrite_and_other_objects_are_never_written
         prepare_dataset(inputs[0], url, tokenizer=str(tiny_tokenizer))
 
 
+def test_a_missing_bucket_is_one_line_and_no_traceback(
+    gcs: GCS, tiny_tokenizer: Path, inputs: tuple[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    """The emulator answers the upload into a bucket that does not exist with 404 (gcsfs: FileNotFoundError of
+    the upload URL): the user reads one line naming the bucket, not gcsfs's logged traceback and litdata's."""
+    url = f"gs://no-such-{gcs.bucket}/ds"
+    args = ["--input", inputs[0], "--output", url, "--tokenizer", str(tiny_tokenizer)]
+    assert prepare_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"lit_ffn prepare: error: bucket 'no-such-{gcs.bucket}' of {url} does not exist (at this endpoint): "
+        "check the URL, or create the bucket"
+    ), err
+    assert all(line.startswith("lit_ffn prepare: ") for line in err.splitlines()), err  # its progress line, then this
+
+
 def test_storage_options_name_the_emulator_without_the_environment(
     gcs: GCS, tiny_tokenizer: Path, inputs: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
