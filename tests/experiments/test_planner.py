@@ -104,3 +104,12 @@ def test_bad_plan_input_is_one_line(tmp_path: Path, capsys, argv: list[str], mes
     assert ablate.main([fill(a) for a in argv], launch=lambda *a: pytest.fail("nothing may run")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lit_ffn ablate: error:") and fill(message) in err[0], err
+
+
+def test_power_far_in_the_tail_is_a_number() -> None:
+    """scipy's noncentral t gives NaN for the wrong-direction tail at large noncentrality (80 pairs, s_d 0.032:
+    a finished study's own numbers); the power is then ~1 and the MDD still solves."""
+    assert planner.paired_power(80, 12 * 0.0316 / math.sqrt(80), 0.0316) == pytest.approx(1.0)
+    mdd = planner.exact_mdd(80, 0.0316)
+    assert 0.0316 * 2.8 / math.sqrt(80) < mdd < 0.0316 * 2.9 / math.sqrt(80)
+    assert planner.paired_power(80, mdd, 0.0316) == pytest.approx(0.8, abs=1e-6)
