@@ -14,7 +14,7 @@ over the tuning seeds,
     p* = argmin_p  (1/|T|) Σ_{t ∈ T} L(variant, p, t)      (ties: the first point in grid order)
 
 where a run whose loss became non-finite counts as L = +∞ (it diverged: that value is too large).
-That is ``--tune-rule mean`` (the default).  Two other rules (:data:`RULES`) guard against a grid point
+That is ``--tune-rule mean`` (the default).  Three other rules (:data:`RULES`) guard against a grid point
 whose mean is low by luck:
 
 * ``upper``: ``argmin_p  L̄_p + t_{n−1, 0.8}·s_p/√n`` — the mean plus a one-sided 80 % t bound of its
@@ -23,8 +23,7 @@ whose mean is low by luck:
 * ``fit``: a least-squares parabola ``a + b·x + c·x²`` through the finite means, x = log10(value) for a
   log-scale key (:func:`log_scale`) else the value; the grid point with the lowest fitted value (every
   point's mean informs every choice).  Needs one numeric key; with fewer than 4 finite points or a
-  fit that is not convex (c ≤ 0) it falls back to ``mean``.
-
+  fit that is not convex (c ≤ 0) it falls back to ``mean``;
 * ``quiet``: the quieter of the two best points when they are within noise — with p_m the point of lowest
   mean, p_r the runner-up (the next-lowest mean) and d_t = L(p_r, t) − L(p_m, t) over the tuning seeds,
   p_r is *within noise* of p_m unless d̄ > t_{n−1, 0.975}·sd(d)/√n (the paired t-test of the gap rejects
