@@ -166,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seeds (seed_everything: init and data order; default: 0 1 2)",
     )
+    parser.add_argument(
+        "--seed-count",
+        nargs="+",
+        default=[],
+        metavar="NAME=N",
+        help="run variant NAME on only the first N of --seeds (the baseline runs them all; each comparison is paired "
+        "on the seeds both ran): the seeds each comparison's plan asks for (--plan)",
+    )
     parser.add_argument("--out", metavar="DIR", help="study directory (runs/, logs/, study.json, results.*)")
     parser.add_argument(
         "--experiment", help="experiment name: DIR/runs/<experiment>/… (default: the base config's stem)"
@@ -350,6 +358,7 @@ def main(argv: list[str] | None = None, launch: Launcher = subprocess_launcher) 
             eval_limit=args.eval_limit,
             primary_test=args.primary_test,
             controls=args.control,
+            seed_counts=args.seed_count,
         )
         configs = check_configs(study)
         if args.workers is not None and args.task is not None:

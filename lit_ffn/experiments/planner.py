@@ -251,7 +251,27 @@ def render(plan: Plan) -> str:
             "(ρ: correlation of the two variants' losses across seeds; n/a below 3 seeds)"
         ),
     ]
+    counts = seed_counts(plan)
+    if counts and plan.seeds is not None and len(set(counts.values())) > 1:
+        variants = {c.variant for c in plan.comparisons}
+        per_comparison = plan.seeds + sum(counts.values())
+        lines.append(
+            f"each comparison at its own seeds: --seeds with {plan.seeds} seeds and --seed-count "
+            + " ".join(f"{v}={n}" for v, n in counts.items())
+            + f" ({per_comparison} confirmation runs per rung instead of {plan.seeds * (len(variants) + 1)})"
+        )
     return "\n".join(lines)
+
+
+def seed_counts(plan: Plan) -> dict[str, int]:
+    """``--seed-count`` for a study in which each comparison gets the seeds it needs (at least 2; the
+    most a variant needs over the rungs); empty when some comparison needs more than ``MAX_SEEDS``."""
+    counts: dict[str, int] = {}
+    for c in plan.comparisons:
+        if c.seeds_needed is None:
+            return {}
+        counts[c.variant] = max(counts.get(c.variant, 2), c.seeds_needed)
+    return counts
 
 
 def write_plan(plan: Plan, out: Path) -> Path:
@@ -282,9 +302,15 @@ def plan_lines(study: Study, rung: str = "") -> list[str]:
             f"Planned (`{PLAN_FILE}`, lit_ffn.experiments.planner): target MDD {plan.get('target_mdd'):g} nats at "
             f"two-sided α = {plan.get('alpha'):g} and {plan.get('power', 0.8):.0%} power, from the pilot "
             f"`{plan.get('pilot')}`: {seeds if seeds is not None else f'> {MAX_SEEDS}'} seeds per variant; "
-            f"this study ran {len(study.seeds)}."
+            f"this study ran {len(study.seeds)}{_counts_note(study)}."
         ),
     ]
+
+
+def _counts_note(study: Study) -> str:
+    """`` (geglu 40, relu 400)``: the variants that ran fewer seeds (``--seed-count``), else nothing."""
+    counts = {v: len(study.seeds_of(v)) for v in study.variants if len(study.seeds_of(v)) < len(study.seeds)}
+    return f" ({', '.join(f'{v} {n}' for v, n in counts.items())})" if counts else ""
 
 
 def plan_command(pilot: str | None, out: str | None, target_mdd: float | None, alpha: float, power: float,

@@ -3,7 +3,10 @@
 Slots.  The pool has N slots; each runs one pair at a time in a worker process
 (:mod:`lit_ffn.experiments.worker`: the sequential runner's :func:`~lit_ffn.experiments.runner.run_pair`;
 a run of one process fits inside the worker, a run of several in a child ``lit_ffn fit``), and each slot
-owns a fixed share of the machine (:func:`plan_slots`):
+owns a fixed share of the machine (:func:`plan_slots`).  A CPU run of one process gets a worker forked
+from a ``multiprocessing`` fork server that imported torch, Lightning and lit_ffn once for the pool
+(:func:`_fork_context`); other runs (GPUs, several processes per run) a new ``python -m
+lit_ffn.experiments.worker``.
 
 * runs on GPUs (``trainer.accelerator`` gpu/cuda, or auto with a GPU visible): slot ``i`` sees GPUs
   ``i·K … i·K + K − 1`` of the visible ones through ``CUDA_VISIBLE_DEVICES`` (``K = --devices-per-run``,
@@ -32,6 +35,7 @@ finished, by ladder rung and stage, spread over the slots in queue order).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -46,7 +50,7 @@ from lit_ffn.errors import UserError
 from lit_ffn.experiments.runfiles import read_done
 from lit_ffn.experiments.runner import SETTLED, needs_work, outcome_message, pair_label, start_message
 from lit_ffn.experiments.study import Pair, Study
-from lit_ffn.experiments.worker import OUTCOME_PREFIX, die_with_parent
+from lit_ffn.experiments.worker import OUTCOME_PREFIX, PRELOAD, die_with_parent, forked_main
 
 
 # ================================================================== slots
@@ -64,6 +68,7 @@ class PoolPlan:
     slots: list[Slot]
     summary: str  # one line: the split of the machine
     processes_per_run: int = 1  # 1: the worker fits in its own process (lit_ffn.experiments.worker)
+    forkserver: bool = False  # workers forked from a fork server that imported torch and Lightning once
 
 
 def usable_cores() -> int:
@@ -188,7 +193,8 @@ def plan_slots(
         f"thread{'s' if threads > 1 else ''} per run (OMP_NUM_THREADS={threads}){note}"
     )
     slots = [Slot(i + 1, _thread_env(threads), f"{threads} thread{'s' if threads > 1 else ''}") for i in range(workers)]
-    return PoolPlan(slots, summary, processes)
+    forkserver = processes == 1 and "forkserver" in multiprocessing.get_all_start_methods()
+    return PoolPlan(slots, summary, processes, forkserver)
 
 
 def _thread_env(threads: int) -> dict[str, str]:
@@ -237,11 +243,42 @@ class _Clock:
 
 
 # ================================================================== the pool
+class _Forked:
+    """A worker forked from the fork server (:func:`~lit_ffn.experiments.worker.forked_main`), with the
+    two calls of ``subprocess.Popen`` the pool uses."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self.process = process
+
+    def poll(self) -> int | None:
+        return self.process.exitcode  # None while it runs; -N when signal N ended it (as Popen's)
+
+    def send_signal(self, signum: int) -> None:
+        if self.process.exitcode is None and self.process.pid is not None:
+            try:
+                os.kill(self.process.pid, signum)
+            except ProcessLookupError:
+                pass
+
+
+def _fork_context() -> multiprocessing.context.BaseContext:
+    """The ``forkserver`` context with :data:`~lit_ffn.experiments.worker.PRELOAD` imported in the server.
+
+    Why a fork server: a CPU run at the ladder's small rungs trains in a few seconds, while a new Python
+    process spends ~10 s importing torch, Lightning and torchmetrics (measured: 8 runs of d032l1 with
+    ``--workers 2`` took 119 s as fresh processes, 64 s forked; docs/experiments.md § 3).  Forking the
+    pool itself instead would copy whatever state the pool has; the server holds only imports, and a
+    forked child still gets a fresh process per run (a crash ends one run, a signal reaches one fit)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
+    return context
+
+
 @dataclass
 class _Job:
     pair: Pair
     slot: Slot
-    process: subprocess.Popen
+    process: subprocess.Popen | _Forked
     start: float
     log: Any  # the open log file (closed when the worker ends)
     offset: int  # the log's size when the worker started: its outcome line is after it
@@ -255,10 +292,20 @@ class Interrupted(Exception):
         self.signum, self.outcomes = signum, outcomes
 
 
+def worker_argv(study: Study, pair: Pair, clean_checkpoints: bool, in_process: bool = True) -> list[str]:
+    """The arguments of :func:`lit_ffn.experiments.worker.main` that bring ``pair`` to DONE."""
+    argv = [str(study.out), json.dumps(asdict(pair))]
+    return argv + (["--in-process"] if in_process else []) + (["--clean-checkpoints"] if clean_checkpoints else [])
+
+
 def worker_command(study: Study, pair: Pair, clean_checkpoints: bool, in_process: bool = True) -> list[str]:
-    """The command of the worker process that brings ``pair`` to DONE."""
-    command = [sys.executable, "-m", "lit_ffn.experiments.worker", str(study.out), json.dumps(asdict(pair))]
-    return command + (["--in-process"] if in_process else []) + (["--clean-checkpoints"] if clean_checkpoints else [])
+    """The command of a worker process of its own (a new Python) that brings ``pair`` to DONE."""
+    return [
+        sys.executable,
+        "-m",
+        "lit_ffn.experiments.worker",
+        *worker_argv(study, pair, clean_checkpoints, in_process),
+    ]
 
 
 def _worker_outcome(log_path: Path, offset: int, code: int) -> str:
@@ -274,6 +321,26 @@ def _worker_outcome(log_path: Path, offset: int, code: int) -> str:
         if line.startswith(OUTCOME_PREFIX):
             return line[len(OUTCOME_PREFIX) :]
     return f"failed: worker exit code {code}"
+
+
+def _start_worker(study: Study, pair: Pair, plan: PoolPlan, slot: Slot, log: Any, clean: bool) -> Any:
+    """The worker that brings ``pair`` to DONE on ``slot``, its output appended to ``log``: forked
+    from the fork server (``plan.forkserver``) or a new ``python -m lit_ffn.experiments.worker``."""
+    if plan.forkserver:
+        argv = worker_argv(study, pair, clean, in_process=True)
+        process = _fork_context().Process(
+            target=forked_main, args=(argv, dict(slot.env), str(log.name)), name=f"worker {slot.index}"
+        )
+        log.flush()
+        process.start()
+        return _Forked(process)
+    return subprocess.Popen(
+        worker_command(study, pair, clean, plan.processes_per_run == 1),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=die_with_parent,  # noqa: PLW1509 - the pool has no threads of its own
+    )
 
 
 def _print_now(line: str) -> None:
@@ -347,13 +414,7 @@ def run_pool(
                 log_path.parent.mkdir(parents=True, exist_ok=True)
                 log = open(log_path, "a")  # closed when the worker ends
                 offset = log.tell()
-                process = subprocess.Popen(
-                    worker_command(study, pair, clean_checkpoints, plan.processes_per_run == 1),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, **slot.env, "PYTHONUNBUFFERED": "1"},
-                    preexec_fn=die_with_parent,  # noqa: PLW1509 - the pool has no threads of its own
-                )
+                process = _start_worker(study, pair, plan, slot, log, clean_checkpoints)
                 running[slot.index] = _Job(pair, slot, process, time.time(), log, offset)
                 if stopped:  # the signal came while it was being started
                     process.send_signal(signal.SIGTERM)
@@ -404,5 +465,6 @@ __all__ = [
     "plan_slots",
     "run_pool",
     "run_resources",
+    "worker_argv",
     "worker_command",
 ]

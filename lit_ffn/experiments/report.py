@@ -210,7 +210,7 @@ def _header(
         f"- base config: {', '.join(f'`{c}`' for c in study.configs)}"
         + (f"; ladder rung: `{study.ladder[rung]}`" if rung else "")
         + (f"; overrides: `{' '.join(study.overrides)}`" if study.overrides else ""),
-        f"- variants: {', '.join(study.variants)}; seeds: {' '.join(map(str, study.seeds))}; baseline: **{baseline}**"
+        f"- variants: {', '.join(study.variants)}; seeds: {_seeds_text(study)}; baseline: **{baseline}**"
         + (f"; controls (outside the Holm family): {', '.join(controls)}" if controls else ""),
         metric_line(runs),
         (
@@ -312,6 +312,15 @@ def _sizes(rows: list[VariantRow]) -> list[str]:
         tps = f"{row.tokens_per_s:,.0f}" if row.tokens_per_s is not None else "—"
         lines.append(f"| {row.variant} | {params} | {ffn_params} | {tps} |")
     return lines
+
+
+def _seeds_text(study: Study) -> str:
+    """The confirmation seeds (a long run of consecutive seeds as a range) and each ``--seed-count``."""
+    seeds = study.seeds
+    consecutive = len(seeds) > 5 and seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    text = f"{seeds[0]} … {seeds[-1]} ({len(seeds)})" if consecutive else " ".join(map(str, seeds))
+    fewer = [f"{v}: the first {len(study.seeds_of(v))}" for v in study.variants if len(study.seeds_of(v)) < len(seeds)]
+    return text + (f" ({'; '.join(fewer)}, `--seed-count`)" if fewer else "")
 
 
 def _per_seed(study: Study, rows: list[VariantRow], runs: dict[Pair, RunResult], baseline: str, d: int) -> list[str]:

@@ -26,6 +26,11 @@ Two stages and a ladder extend it (issue 14; :mod:`lit_ffn.experiments.tuning`):
   rung is tuned on its own (the optimal learning rate moves with model size), so a ladder of R
   rungs costs R × (variants × points × tuning seeds + variants × seeds) runs.
 
+Seeds per variant (``--seed-count NAME=N``): a variant may run only the first N of ``--seeds``
+while the baseline runs them all, so that each comparison gets the seeds its plan asks for
+(:mod:`lit_ffn.experiments.planner`: a same-shape FFN may need 20 seeds where a ReLU needs 400); the
+paired tests pair each variant with the baseline on the seeds both ran.
+
 ``DIR/study.json`` records the study; a later command on the same ``DIR`` must
 use the same base configs, overrides, experiment, grid and tuning seeds, and may
 add variants, seeds and rungs.
@@ -103,6 +108,7 @@ class Study:
     # variants tested as controls outside the Holm family; a study.json without them used the defaults
     primary_test: str = "paired-t"
     controls: list[str] = field(default_factory=list)
+    seed_counts: dict[str, int] = field(default_factory=dict)  # variant -> runs only the first N of seeds
 
     # ----------------------------------------------------------- layout
     @property
@@ -142,14 +148,19 @@ class Study:
             for variant in self.variants
         ]
 
+    def seeds_of(self, variant: str) -> list[int]:
+        """The confirmation seeds ``variant`` runs: all of ``seeds``, or the first ``seed_counts[variant]``."""
+        return self.seeds[: self.seed_counts.get(variant, len(self.seeds))]
+
     def confirm_pairs(self, rung: str | None = None) -> list[Pair]:
         """The confirmation stage (a plain study's only stage): per rung, seed-major, then variant
-        (a study stopped early is still balanced)."""
+        (a study stopped early is still balanced); a variant with a seed count stops at it."""
         return [
             Pair(variant, seed, r)
             for r in (self.rungs if rung is None else [rung])
-            for seed in self.seeds
+            for i, seed in enumerate(self.seeds)
             for variant in self.variants
+            if i < self.seed_counts.get(variant, len(self.seeds))
         ]
 
     def pairs(self) -> list[Pair]:
@@ -274,6 +285,8 @@ class Study:
         if self.ladder:
             args += ["--ladder", *self.ladder.values()]
         args += ["--seeds", *map(str, self.seeds), "--out", str(self.out)]
+        if self.seed_counts:
+            args += ["--seed-count", *(f"{name}={n}" for name, n in self.seed_counts.items())]
         if self.eval_tasks:
             args += ["--eval-tasks", ",".join(self.eval_tasks)]
         if self.eval_include_path:
@@ -308,6 +321,7 @@ class Study:
             "eval_limit": self.eval_limit,
             "primary_test": self.primary_test,
             "controls": self.controls,
+            "seed_counts": self.seed_counts,
         }
 
     def save(self) -> None:
@@ -390,6 +404,7 @@ class Study:
             self.eval_limit if self.eval_tasks else saved.eval_limit,
             self.primary_test,
             self.controls or saved.controls,
+            {**saved.seed_counts, **self.seed_counts},
         )
 
 
@@ -414,6 +429,7 @@ def make_study(
     eval_limit: float | None = None,
     primary_test: str | None = None,
     controls: Sequence[str] = (),
+    seed_counts: Sequence[str] = (),
 ) -> Study:
     """Validate the user's request and merge it with the study already in ``out``.  ``primary_test`` None:
     the saved study's (a new study: :data:`lit_ffn.experiments.verdicts.DEFAULT_PRIMARY_TEST`)."""
@@ -489,11 +505,47 @@ def make_study(
         eval_limit=eval_limit,
         primary_test=primary_test,
         controls=list(controls),
+        seed_counts=parse_seed_counts(seed_counts),
     ).merge_saved()
     if study.baseline is not None and study.baseline not in study.variants:
         raise UserError(f"--baseline {study.baseline} is not a variant of the study ({', '.join(study.variants)})")
     check_controls(study.controls, list(study.variants), study.baseline_name)
+    check_seed_counts(study)
     return study
+
+
+def parse_seed_counts(specs: Sequence[str]) -> dict[str, int]:
+    """``["geglu=40", …]`` -> ``{"geglu": 40, …}`` (``--seed-count``); one line for a malformed entry."""
+    counts: dict[str, int] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value.strip().isdigit():
+            raise UserError(
+                f"--seed-count {spec}: write NAME=N, N a whole number of seeds (e.g. --seed-count geglu=40)"
+            )
+        if name in counts:
+            raise UserError(f"--seed-count gives '{name}' twice")
+        counts[name] = int(value)
+    return counts
+
+
+def check_seed_counts(study: Study) -> None:
+    """Each ``--seed-count`` names a variant other than the baseline, with 2 ≤ N ≤ the number of seeds."""
+    for name, n in study.seed_counts.items():
+        if name not in study.variants:
+            raise UserError(
+                f"--seed-count {name}={n}: '{name}' is not a variant of the study ({', '.join(study.variants)})"
+            )
+        if name == study.baseline_name:
+            raise UserError(
+                f"--seed-count {name}={n}: '{name}' is the baseline, which runs every seed (each variant is paired "
+                "with it on the seeds both ran); give the seed count to the other variants"
+            )
+        if not 2 <= n <= len(study.seeds):
+            raise UserError(
+                f"--seed-count {name}={n}: must be between 2 (a paired test needs two seeds) and the "
+                f"{len(study.seeds)} seeds of --seeds"
+            )
 
 
 def read_ladder(files: Sequence[str], variants: dict[str, str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -506,6 +507,15 @@ def test_slurm_array_script_runs_one_pair_per_task(tmp_path: Path, tiny_dataset:
         (["--ffn", "swiglu", "--global_batch_size=8", "--trainer.devices=auto"], "needs a definite device count"),
         (["--ffn", "swiglu", "--primary-test", "nope"], "--primary-test nope: unknown test"),
         (["--ffn", "swiglu", "relu", "--control", "gelu"], "--control gelu is not a variant of the study"),
+        (["--ffn", "swiglu", "relu", "--seed-count", "relu"], "--seed-count relu: write NAME=N"),
+        (["--ffn", "swiglu", "relu", "--seed-count", "relu=x"], "--seed-count relu=x: write NAME=N"),
+        (["--ffn", "swiglu", "relu", "--seed-count", "gelu=2"], "'gelu' is not a variant of the study"),
+        (["--ffn", "swiglu", "relu", "--seed-count", "swiglu=2"], "'swiglu' is the baseline, which runs every seed"),
+        (
+            ["--ffn", "swiglu", "relu", "--seed-count", "relu=4"],
+            "must be between 2 (a paired test needs two seeds) and the 3",
+        ),
+        (["--ffn", "swiglu", "relu", "--seed-count", "relu=1"], "relu=1: must be between 2"),
     ],
 )
 def test_user_errors_are_one_line(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
@@ -535,3 +545,37 @@ def test_tokens_per_step_counts_devices_as_a_saved_config_writes_them(devices, w
         "trainer": {"accumulate_grad_batches": 2, "num_nodes": 2, "devices": devices},
     }
     assert _tokens_per_step(config) == (None if world is None else 4 * 32 * 2 * world * 2)
+
+
+def test_a_seed_count_runs_a_variant_on_the_first_seeds_and_pairs_it_there(tmp_path: Path) -> None:
+    """``--seed-count geglu=3``: geglu runs seeds 0–2 of 0–5 (seed-major order kept), the baseline all six;
+    the relaunch command and study.json keep the counts; the report pairs geglu on its 3 seeds and lists
+    no seed it was never meant to run as missing."""
+    base = tmp_path / "base.yaml"
+    base.write_text("model:\n  dim: 32\n")
+    study = study_module.make_study(
+        tmp_path / "s", [str(base)], ["swiglu", "geglu", "relu"], range(6), seed_counts=["geglu=3"]
+    )
+    assert study.seeds_of("geglu") == [0, 1, 2] and study.seeds_of("relu") == study.seeds_of("swiglu") == list(range(6))
+    pairs = [(p.variant, p.seed) for p in study.confirm_pairs()]
+    assert pairs[:6] == [("swiglu", 0), ("geglu", 0), ("relu", 0), ("swiglu", 1), ("geglu", 1), ("relu", 1)]
+    assert ("geglu", 3) not in pairs and pairs[-2:] == [("swiglu", 5), ("relu", 5)] and len(pairs) == 15
+    assert "--seed-count geglu=3" in study.command()
+    study.save()
+    assert Study.load(study.out).seed_counts == {"geglu": 3}
+    # a rerun without --seed-count keeps the saved counts; more seeds go to the variants without a count
+    grown = study_module.make_study(tmp_path / "s", [str(base)], ["swiglu"], [6])
+    assert grown.seeds_of("geglu") == [0, 1, 2] and grown.seeds_of("relu") == list(range(7))
+
+    rng = np.random.default_rng(1)
+    for seed in range(6):
+        loss = 5.0 + rng.normal(0, 0.2)
+        write_run(study, Pair("swiglu", seed), [(9, loss)])
+        write_run(study, Pair("relu", seed), [(9, loss + 0.1 + rng.normal(0, 0.01))])
+        if seed < 3:
+            write_run(study, Pair("geglu", seed), [(9, loss - 0.05 + rng.normal(0, 0.01))])
+    md = ablation_report.write_report(study)["md"].read_text()
+    table = main_table(md)
+    assert table["geglu"][0] == "3" and table["relu"][0] == "6" and table["swiglu"][0] == "6"
+    assert "geglu: the first 3, `--seed-count`" in md
+    assert "not started" not in md  # geglu's seeds 3-5 are not part of the study

@@ -113,3 +113,23 @@ def test_power_far_in_the_tail_is_a_number() -> None:
     mdd = planner.exact_mdd(80, 0.0316)
     assert 0.0316 * 2.8 / math.sqrt(80) < mdd < 0.0316 * 2.9 / math.sqrt(80)
     assert planner.paired_power(80, mdd, 0.0316) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_the_plan_gives_each_comparison_its_own_seed_count(tmp_path: Path, capsys) -> None:
+    """A noisy comparison needs many seeds, a quiet one few: ``--seed-count`` runs each variant on the seeds
+    its own comparison needs (the baseline on the most), and the plan prints that line with its run count."""
+    rng = np.random.default_rng(0)
+    base = 4.2 + rng.normal(0, 0.1, 6)
+    quiet = base + 0.01 + rng.normal(0, 0.01, 6)  # paired SD ~0.01: a few seeds
+    noisy = base + 0.05 + rng.normal(0, 0.08, 6)  # paired SD ~0.08: many
+    study = pilot(tmp_path, {"swiglu": list(base), "geglu": list(quiet), "relu": list(noisy)})
+    plan = planner.make_plan(study.out, 0.02)
+    need = {c.variant: c.seeds_needed for c in plan.comparisons}
+    assert need["relu"] > 5 * need["geglu"]
+    assert planner.seed_counts(plan) == {"geglu": max(2, need["geglu"]), "relu": need["relu"]}
+    text = planner.render(plan)
+    runs = need["relu"] * 2 + max(2, need["geglu"])
+    assert (
+        f"--seed-count geglu={max(2, need['geglu'])} relu={need['relu']} ({runs} confirmation runs per rung instead "
+        f"of {3 * need['relu']})" in text
+    )

@@ -8,6 +8,7 @@ the one-line errors.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -229,6 +230,10 @@ def test_pool_survives_sigterm_and_sigkill_and_equals_the_sequential_study(
     # every process that ran a model (fits and workers' final evaluations) had its share of the cores
     seen = {path.read_text() for path in record.glob("*.txt")}
     assert seen == {str(threads)}
+    # the workers were forked from the fork server: torch was imported before the worker's first line
+    for pair in final.pairs():
+        headers = [line for line in study().log_path(pair).read_text().splitlines() if "ablate worker (pid" in line]
+        assert headers and all(f"torch threads {threads}; forked from the pool's fork server" in h for h in headers)
 
 
 # ------------------------------------------------------------------ fast checks
@@ -242,6 +247,16 @@ def test_cpu_slots_split_the_cores() -> None:
     assert plan.slots[0].env["OMP_NUM_THREADS"] == "2" and "× 2 processes" in plan.summary
     assert "share 2 cores" in plan_slots(4, "cpu", 1, cores=2).summary
     assert all("CUDA_VISIBLE_DEVICES" not in s.env for s in plan.slots)
+
+
+def test_only_cpu_runs_of_one_process_are_forked_from_the_fork_server() -> None:
+    """A fork server imports torch once for the pool; a run that spawns other ranks (DDP) re-runs its
+    command, and a GPU slot's CUDA_VISIBLE_DEVICES must be in place before CUDA is loaded: both keep
+    a new Python per run."""
+    assert plan_slots(2, "cpu", 1, cores=2).forkserver
+    assert plan_slots(2, "cpu", "auto", cores=2).forkserver
+    assert not plan_slots(2, "cpu", 2, cores=8).forkserver
+    assert not plan_slots(2, "gpu", 1, cores=16, gpus=["0", "1"]).forkserver
 
 
 def test_gpu_slots_get_their_own_devices() -> None:
@@ -360,7 +375,8 @@ def test_a_confirmation_run_waits_for_its_tuning_while_later_runs_start(tmp_path
         return [sys.executable, "-c", FAKE_WORKER, str(study_.run_dir(pair)), gate, loss, required]
 
     monkeypatch.setattr(pool, "worker_command", fake)
-    outcomes = pool.run_pool(study, plan_slots(2, "cpu", 1, cores=2), poll_s=0.05)
+    plan = dataclasses.replace(plan_slots(2, "cpu", 1, cores=2), forkserver=False)  # workers as commands
+    outcomes = pool.run_pool(study, plan, poll_s=0.05)
     assert set(outcomes.values()) == {"done"} and len(outcomes) == 6
     lines = capsys.readouterr().out.splitlines()
     b_start = next(i for i, line in enumerate(lines) if line.startswith("[6/6] b seed 0 (confirmation): starting at"))
