@@ -50,7 +50,7 @@ from lit_ffn.errors import UserError
 from lit_ffn.experiments.runfiles import read_done
 from lit_ffn.experiments.runner import SETTLED, needs_work, outcome_message, pair_label, start_message
 from lit_ffn.experiments.study import Pair, Study
-from lit_ffn.experiments.worker import OUTCOME_PREFIX, PRELOAD, die_with_parent, forked_main
+from lit_ffn.experiments.worker import OUTCOME_PREFIX, die_with_parent, forked_main
 
 
 # ================================================================== slots
@@ -262,7 +262,7 @@ class _Forked:
 
 
 def _fork_context() -> multiprocessing.context.BaseContext:
-    """The ``forkserver`` context with :data:`~lit_ffn.experiments.worker.PRELOAD` imported in the server.
+    """The ``forkserver`` context whose server imports :mod:`lit_ffn.experiments.forkserver_preload`.
 
     Why a fork server: a CPU run at the ladder's small rungs trains in a few seconds, while a new Python
     process spends ~10 s importing torch, Lightning and torchmetrics (measured: 8 runs of d032l1 with
@@ -270,7 +270,7 @@ def _fork_context() -> multiprocessing.context.BaseContext:
     pool itself instead would copy whatever state the pool has; the server holds only imports, and a
     forked child still gets a fresh process per run (a crash ends one run, a signal reaches one fit)."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(PRELOAD))
+    context.set_forkserver_preload(["lit_ffn.experiments.forkserver_preload"])
     return context
 
 

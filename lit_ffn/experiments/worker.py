@@ -96,29 +96,6 @@ class _Worker:
             self.fit = None
 
 
-#: What the pool's fork server imports once, so that each run's process starts with them imported
-#: (``multiprocessing.set_forkserver_preload``; a module that is not installed is skipped): torch,
-#: Lightning, jsonargparse, litdata, the lit_ffn modules a fit and its final evaluation use, and what
-#: Lightning imports while it sets a fit up (TensorBoard's writer; s3fs and gcsfs, which it imports to
-#: ask whether a path is object storage) — about 11 s of each run's start on the reference CPU.
-PRELOAD = (
-    "lit_ffn.experiments.worker",
-    "lit_ffn.cli",
-    "lit_ffn.training.lightning_cli",
-    "lit_ffn.training.module",
-    "lit_ffn.training.config",
-    "lit_ffn.training.logger",
-    "lit_ffn.callbacks",
-    "lit_ffn.data.datamodule",
-    "lit_ffn.data.prepare.cli",
-    "lit_ffn.distributed.strategy",
-    "lit_ffn.experiments.final_eval",
-    "torch.utils.tensorboard",
-    "s3fs",
-    "gcsfs",
-)
-
-
 def forked_main(argv: list[str], env: dict[str, str], log_path: str) -> None:
     """:func:`main` in a process forked from the pool's fork server (Unix; CPU runs of one process).
 

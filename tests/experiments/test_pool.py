@@ -259,6 +259,21 @@ def test_only_cpu_runs_of_one_process_are_forked_from_the_fork_server() -> None:
     assert not plan_slots(2, "gpu", 1, cores=16, gpus=["0", "1"]).forkserver
 
 
+def test_a_module_that_fails_in_the_fork_server_costs_only_its_head_start(tmp_path: Path, monkeypatch) -> None:
+    """multiprocessing's preload lets any error but ImportError end the fork server, and with it every run:
+    the preload module imports each module itself and passes over a failure."""
+    from lit_ffn.experiments.forkserver_preload import MODULES, preload
+
+    (tmp_path / "broken_optional_dependency.py").write_text("raise RuntimeError('no credentials file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    failed = preload(["json", "broken_optional_dependency", "no_such_module_here"])
+    assert failed == {
+        "broken_optional_dependency": "RuntimeError: no credentials file",
+        "no_such_module_here": "ModuleNotFoundError: No module named 'no_such_module_here'",
+    }
+    assert "lit_ffn.cli" in MODULES and "torch.utils.tensorboard" in MODULES
+
+
 def test_gpu_slots_get_their_own_devices() -> None:
     plan = plan_slots(4, "gpu", 1, cores=16, gpus=["0", "1", "2", "3", "4"])
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan.slots] == ["0", "1", "2", "3"]
