@@ -34,6 +34,7 @@ finished, by ladder rung and stage, spread over the slots in queue order).
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -261,6 +262,7 @@ class _Forked:
                 pass
 
 
+@functools.cache
 def _fork_context() -> multiprocessing.context.BaseContext:
     """The ``forkserver`` context whose server imports :mod:`lit_ffn.experiments.forkserver_preload`.
 
