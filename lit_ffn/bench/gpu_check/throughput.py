@@ -23,8 +23,9 @@ from lit_ffn.bench.gpu_check.items import FAIL, PASS, Context, Result
 
 #: |first loss − reference first loss| that still means "the same model on the same batch".
 FIRST_LOSS_TOLERANCE = {"32-true": 1e-3, "bf16-mixed": 3e-2, "bf16-true": 3e-2}
-#: GPU targets from docs/benchmarks.md: reported as met / not met, never a FAIL.
-MFU_TARGET = 0.45
+#: GPU targets from docs/benchmarks.md: reported as met / not met, never a FAIL.  MFU: issue 7 asked
+#: 45%; issues 21 and 32 set 40% (stretch 50%) after a review estimated today's step at 16–20%.
+MFU_TARGET = 0.40
 HF_RATIO_TARGET = 1.3
 DYNAMIC_GEGLU_TARGET = 1.05
 
@@ -171,7 +172,7 @@ def loss_backend_choice(report: dict[str, Any], mode: str) -> dict[str, Any]:
 
 
 def throughput_targets(lit: dict | None, compiled: dict | None, eager: dict[str, Any]) -> dict[str, Any]:
-    """docs/benchmarks.md's GPU targets: MFU ≥ 45% (best lit_ffn row), ≥ 1.3× transformers' tokens/s."""
+    """docs/benchmarks.md's GPU targets: MFU ≥ 40% (best lit_ffn row), ≥ 1.3× transformers' tokens/s."""
     best = max((r for r in (lit, compiled) if r is not None), key=lambda r: r["tokens_per_s"], default=None)
     hf = next((r for r in eager["results"] if r["impl"] == "transformers" and "error" not in r), None)
     out: dict[str, Any] = {}
