@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from lit_ffn import loss_backends
 from lit_ffn.bench.gpu_check import cli, fits, loss_cost, sdpa, throughput
@@ -88,9 +89,46 @@ def test_cpu_mode_end_to_end(tiny_dataset: Path, tmp_path: Path, capsys: pytest.
     judged = gpu_report.split("## GPU targets")[1].split("\n## ")[0]
     assert judged.count("| met: ") + judged.count("| NOT met: ") == 4, judged
     throughput = next(r for r in results if r.key == "throughput")
+    assert "eager_halved" not in throughput.data  # transformers fitted: no second comparison
     pick = throughput.data["loss_backend"]["pick"]
     assert pick in throughput.data["loss_backend"]["tokens_per_s"]
     assert f"The compiled paper step says **{pick}** (tokens/s: chunked " in gpu_report
+
+
+def test_transformers_out_of_memory_is_compared_again_at_half_the_micro_batch(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers' full logits can exhaust an 80 GB H100 at the paper's 16 × 2048 micro-batch: the throughput
+    item then runs both models again at half of it and judges the tokens/s target on that like-for-like pair."""
+    import transformers
+
+    forward = transformers.Qwen3ForCausalLM.forward
+    sizes: list[int] = []
+
+    def forward_short_of_memory(self, *args, input_ids=None, **kwargs):  # a GPU that holds 2 sequences' logits
+        sizes.append(input_ids.shape[0])
+        if input_ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(self, *args, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(transformers.Qwen3ForCausalLM, "forward", forward_short_of_memory)
+    code, results = cli.check(_argv(tiny_dataset, tmp_path, "--items", "throughput"))
+    report = (tmp_path / "gpu_check.md").read_text()
+    assert code == 0, report
+    (throughput_result,) = [r for r in results if r.key == "throughput"]
+    assert sorted(set(sizes)) == [2, 4]  # the plan's micro-batch (4 on CPU), then half of it
+    assert "| transformers Qwen3ForCausalLM | eager | out of memory |" in report
+    assert "| transformers Qwen3ForCausalLM | eager, micro-batch 2 |" in report
+    assert "| lit_ffn SwiGLU | eager, micro-batch 2 |" in report
+    assert "transformers: out of memory at micro-batch 4" in throughput_result.summary
+    assert "× transformers (eager, micro-batch 2)" in throughput_result.summary
+    halved = throughput_result.data["eager_halved"]["results"]
+    lit, hf = (next(r for r in halved if r["impl"] == impl) for impl in ("lit_ffn", "transformers"))
+    assert lit["first_loss"] == pytest.approx(hf["first_loss"], abs=1e-3)  # the same model on the same batch
+    ratio = throughput_result.data["targets"]["hf_ratio"]
+    assert ratio["batch_size"] == 2 and ratio["value"] == pytest.approx(lit["tokens_per_s"] / hf["tokens_per_s"])
+    plan = dataclasses.replace(make_plan(cli.build_parser().parse_args(_argv(tiny_dataset, tmp_path)), 384), mode="gpu")
+    assert "(both at micro-batch 2) |" in render({}, plan, results, [], 1.0)
 
 
 def test_failures_are_fail_lines_and_exit_1(

@@ -59,7 +59,8 @@ def _target_rows(plan: Plan, results: dict[str, Result]) -> list[str]:
             why = "item not run" if result is None else f"item {result.status}"
             rows.append(f"| {text} | {NOT_MEASURED} ({why}) |")
         else:
-            rows.append(f"| {text} | {'met' if target['met'] else 'NOT met'}: {fmt.format(target['value'])} |")
+            at = f" (both at micro-batch {target['batch_size']})" if "batch_size" in target else ""
+            rows.append(f"| {text} | {'met' if target['met'] else 'NOT met'}: {fmt.format(target['value'])}{at} |")
     return rows
 
 
