@@ -33,7 +33,10 @@
 #   python -m lit_ffn.data.corpus --ensure data/quickstart     # the fits' corpus (~27 MB of wheels + ~2 MB)
 #   python scripts/gpu_check_wheel_requires.py                  # only after changing the list: the test's snapshot
 #
-# Then ONE call: run(command=<below>, carry=[".whl", "data/quickstart"], timeout_s=560):
+# Then ONE call: run(command=<below>, carry=[".whl", "data/quickstart"], timeout_s=560).  With no kind named
+# the first call gets nvidia-h100-x1 (one H100, ~78 GiB; the same image as nvidia-h200): the check runs
+# on either (the report names the device); where transformers' full logits do not fit at 16 x 2048,
+# the throughput item compares both models again at 8 by itself.
 #
 #   set -o pipefail; WHEELS=.whl scripts/gpu_check.sh --gpu --out-dir $OUT --work-dir /tmp/gpu_check 2>&1 | tee $OUT/gpu_check.log
 #
