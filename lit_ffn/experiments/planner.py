@@ -309,7 +309,7 @@ def plan_lines(study: Study, rung: str = "") -> list[str]:
 
 def _counts_note(study: Study) -> str:
     """`` (geglu 40, relu 400)``: the variants that ran fewer seeds (``--seed-count``), else nothing."""
-    counts = {v: len(study.seeds_of(v)) for v in study.variants if len(study.seeds_of(v)) < len(study.seeds)}
+    counts = study.fewer_seeds()
     return f" ({', '.join(f'{v} {n}' for v, n in counts.items())})" if counts else ""
 
 

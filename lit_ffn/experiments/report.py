@@ -319,7 +319,7 @@ def _seeds_text(study: Study) -> str:
     seeds = study.seeds
     consecutive = len(seeds) > 5 and seeds == list(range(seeds[0], seeds[0] + len(seeds)))
     text = f"{seeds[0]} … {seeds[-1]} ({len(seeds)})" if consecutive else " ".join(map(str, seeds))
-    fewer = [f"{v}: the first {len(study.seeds_of(v))}" for v in study.variants if len(study.seeds_of(v)) < len(seeds)]
+    fewer = [f"{v}: the first {n}" for v, n in study.fewer_seeds().items()]
     return text + (f" ({'; '.join(fewer)}, `--seed-count`)" if fewer else "")
 
 

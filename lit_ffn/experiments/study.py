@@ -148,9 +148,17 @@ class Study:
             for variant in self.variants
         ]
 
+    def seed_count(self, variant: str) -> int:
+        """How many confirmation seeds ``variant`` runs: all of ``seeds``, or ``seed_counts[variant]``."""
+        return self.seed_counts.get(variant, len(self.seeds))
+
     def seeds_of(self, variant: str) -> list[int]:
-        """The confirmation seeds ``variant`` runs: all of ``seeds``, or the first ``seed_counts[variant]``."""
-        return self.seeds[: self.seed_counts.get(variant, len(self.seeds))]
+        """The confirmation seeds ``variant`` runs: the first :meth:`seed_count` of ``seeds``."""
+        return self.seeds[: self.seed_count(variant)]
+
+    def fewer_seeds(self) -> dict[str, int]:
+        """``{variant: N}`` for the variants that run fewer than all of ``seeds`` (``--seed-count``), in order."""
+        return {v: self.seed_count(v) for v in self.variants if self.seed_count(v) < len(self.seeds)}
 
     def confirm_pairs(self, rung: str | None = None) -> list[Pair]:
         """The confirmation stage (a plain study's only stage): per rung, seed-major, then variant
@@ -160,7 +168,7 @@ class Study:
             for r in (self.rungs if rung is None else [rung])
             for i, seed in enumerate(self.seeds)
             for variant in self.variants
-            if i < self.seed_counts.get(variant, len(self.seeds))
+            if i < self.seed_count(variant)
         ]
 
     def pairs(self) -> list[Pair]:
